@@ -193,8 +193,11 @@ def _build(cls: type, data: dict[str, Any], prefix: str = "") -> Any:
     return cls(**kwargs)
 
 
-def apply_override(cfg_dict: dict[str, Any], override: str) -> None:
-    """Apply ``a.b.c=value`` to a nested dict; the value is parsed as YAML (``1e-4``, ``true``)."""
+def apply_override(cfg_dict: dict[str, Any], override: str, schema: type | None = None) -> None:
+    """Apply ``a.b.c=value`` to a nested dict; the value is parsed as YAML (``1e-4``, ``true``).
+
+    ``schema`` is the root dataclass the keys are checked against (default :class:`Config`).
+    """
     if "=" not in override:
         raise ConfigError(f"override {override!r} must look like key.sub=value")
     key, raw = override.split("=", 1)
@@ -204,7 +207,7 @@ def apply_override(cfg_dict: dict[str, Any], override: str) -> None:
     except yaml.YAMLError as e:
         raise ConfigError(f"{key}: cannot parse value {raw!r}: {e}") from e
     value = _parse_yaml_number_strings(value)
-    node, cls = cfg_dict, Config
+    node, cls = cfg_dict, schema or Config
     parts = key.split(".")
     for i, part in enumerate(parts):
         hints = _hints(cls)
@@ -234,8 +237,15 @@ def _parse_yaml_number_strings(data: Any) -> Any:
     return data
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
-    """Read a YAML config (or start from defaults), apply overrides, validate."""
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None, schema: type | None = None,
+                validator: Any = None) -> Any:
+    """Read a YAML config (or start from defaults), apply overrides, validate.
+
+    By default this builds the training :class:`Config` and checks it with :func:`validate`;
+    other entry points pass their own root dataclass as ``schema`` and their ``validator``.
+    """
+    schema = schema or Config
+    validator = validator or (validate if schema is Config else None)
     data: dict[str, Any] = {}
     if path is not None:
         path = Path(path)
@@ -248,9 +258,10 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
                 raise ConfigError(f"{path}: not valid YAML: {e}") from e
         data = _parse_yaml_number_strings(data)
     for override in overrides or []:
-        apply_override(data, override)
-    cfg = _build(Config, data)
-    validate(cfg)
+        apply_override(data, override, schema)
+    cfg = _build(schema, data)
+    if validator is not None:
+        validator(cfg)
     return cfg
 
 
@@ -260,15 +271,15 @@ def config_from_dict(data: dict[str, Any]) -> Config:
     return cfg
 
 
-def config_to_dict(cfg: Config) -> dict[str, Any]:
+def config_to_dict(cfg: Any) -> dict[str, Any]:
     return dataclasses.asdict(cfg)
 
 
-def config_to_yaml(cfg: Config) -> str:
+def config_to_yaml(cfg: Any) -> str:
     return yaml.safe_dump(config_to_dict(cfg), sort_keys=False)
 
 
-def save_config(cfg: Config, path: str | Path) -> None:
+def save_config(cfg: Any, path: str | Path) -> None:
     Path(path).write_text(config_to_yaml(cfg))
 
 
