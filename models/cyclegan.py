@@ -16,7 +16,8 @@ from models.networks import InitKind, NLayerDiscriminator, NormKind, ResnetGener
 
 def build_generator(input_nc: int = 3, output_nc: int = 3, ngf: int = 64, n_blocks: int = 9,
                     norm: NormKind = "instance", dropout: bool = False, upsample: UpsampleKind = "transpose",
-                    init: InitKind = "normal", init_gain: float = 0.02, grad_checkpoint: bool = False) -> ResnetGenerator:
+                    init: InitKind = "normal", init_gain: float = 0.02,
+                    grad_checkpoint: bool = False) -> ResnetGenerator:
     net = ResnetGenerator(input_nc, output_nc, ngf, n_blocks, norm, dropout, upsample, grad_checkpoint)
     return init_weights(net, init, init_gain)
 

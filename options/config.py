@@ -302,7 +302,8 @@ def validate(cfg: Config) -> None:
 
     _check(d.load_size > 0, "data.load_size", "must be > 0")
     _check(d.crop_size > 0, "data.crop_size", "must be > 0")
-    _check(d.crop_size % 4 == 0, "data.crop_size", f"must be a multiple of 4 (the generator down-samples twice), got {d.crop_size}")
+    _check(d.crop_size % 4 == 0, "data.crop_size",
+           f"must be a multiple of 4 (the generator down-samples twice), got {d.crop_size}")
     if d.preprocess in ("resize_and_crop", "scale_width_and_crop"):
         _check(d.crop_size <= d.load_size, "data.crop_size",
                f"{d.crop_size} is larger than data.load_size {d.load_size}; the crop must fit in the resized image")

@@ -121,7 +121,8 @@ def check_format(ckpt: dict[str, Any], path: str | Path) -> None:
         newer = isinstance(version, int) and version > VERSION
         raise CheckpointError(
             f"{path} has checkpoint format version {version}, this code reads version {VERSION}: "
-            + ("update the code (git pull) to resume it" if newer else "it was written by an older, incompatible version")
+            + ("update the code (git pull) to resume it" if newer
+               else "it was written by an older, incompatible version")
         )
 
 

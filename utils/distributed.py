@@ -1,0 +1,82 @@
+"""The one place that knows about processes: torchrun env, process group, rank, reductions.
+
+A plain ``python train.py`` run never creates a process group; everything here then
+degrades to the single-process answer (rank 0, world size 1, reductions are identities).
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+
+import torch
+import torch.distributed as dist
+
+
+def launched_by_torchrun() -> bool:
+    return "RANK" in os.environ and "WORLD_SIZE" in os.environ and int(os.environ["WORLD_SIZE"]) > 1
+
+
+def init(device_kind: str) -> None:
+    """Join the process group when started by torchrun (NCCL on CUDA, gloo on CPU)."""
+    if not launched_by_torchrun() or dist.is_initialized():
+        return
+    backend = "nccl" if device_kind == "cuda" else "gloo"
+    dist.init_process_group(backend=backend, timeout=timedelta(minutes=30))
+
+
+def shutdown() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def is_distributed() -> bool:
+    return dist.is_available() and dist.is_initialized()
+
+
+def rank() -> int:
+    return dist.get_rank() if is_distributed() else 0
+
+
+def local_rank() -> int:
+    return int(os.environ.get("LOCAL_RANK", 0)) if is_distributed() else 0
+
+
+def world_size() -> int:
+    return dist.get_world_size() if is_distributed() else 1
+
+
+def is_main() -> bool:
+    """Only rank 0 writes files, logs and progress bars."""
+    return rank() == 0
+
+
+def barrier() -> None:
+    if is_distributed():
+        dist.barrier()
+
+
+def all_reduce_mean(value: torch.Tensor) -> torch.Tensor:
+    """Mean of ``value`` over all ranks (a copy; the input is left alone)."""
+    if not is_distributed():
+        return value.clone()
+    out = value.detach().clone()
+    dist.all_reduce(out, op=dist.ReduceOp.SUM)
+    return out / world_size()
+
+
+def all_reduce_sum(value: torch.Tensor) -> torch.Tensor:
+    if not is_distributed():
+        return value.clone()
+    out = value.detach().clone()
+    dist.all_reduce(out, op=dist.ReduceOp.SUM)
+    return out
+
+
+def broadcast_flag(flag: bool, device: torch.device) -> bool:
+    """True on every rank if any rank says True (used for stop requests from signals)."""
+    if not is_distributed():
+        return flag
+    t = torch.tensor([1.0 if flag else 0.0], device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item() > 0)
