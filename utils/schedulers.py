@@ -2,7 +2,8 @@
 
 linear: the reference's rule, lr * (1 - max(0, e + 1 - n_epochs) / (n_epochs_decay + 1))
 after epoch e (0-based): constant for ``n_epochs`` epochs, then linear decay towards 0.
-step: x gamma every ``step_epochs``. cosine: from lr to ``min_lr`` over all epochs.
+step: x gamma every ``step_epochs`` (StepLR). cosine: from lr to ``min_lr`` over all epochs.
+``e`` counts scheduler steps, i.e. epochs completed.
 plateau: ``ReduceLROnPlateau`` on the validation metric (lower is better). The reference
 steps it on a value that is never updated; here the trainer always passes the metric.
 """
@@ -35,14 +36,14 @@ def build_scheduler(
     if policy == "linear":
         return LambdaLR(optimizer, lambda e: linear_factor(e, n_epochs, n_epochs_decay))
     if policy == "step":
-        return LambdaLR(optimizer, lambda e: step_gamma ** ((e + 1) // step_epochs))
+        return LambdaLR(optimizer, lambda e: step_gamma ** (e // step_epochs))
     if policy == "cosine":
         total = max(1, n_epochs + n_epochs_decay)
         base = optimizer.param_groups[0]["lr"]
         floor = min_lr / base if base > 0 else 0.0
 
         def cosine(e: int) -> float:
-            t = min(e + 1, total) / total
+            t = min(e, total) / total
             return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * t))
 
         return LambdaLR(optimizer, cosine)

@@ -1,0 +1,45 @@
+# make demo: set up .venv, train on the built-in demo dataset, translate its test photos,
+#            build the CycleGAN-vs-Gatys report (report/index.html).
+# make test: set up .venv and run the test suite.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: setup demo train-demo translate-demo report-demo test test-fast bench lint clean-demo
+
+$(STAMP): requirements.txt
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -r requirements.txt
+	$(PY) -c "import torch, torchvision; print('torch', torch.__version__, 'torchvision', torchvision.__version__)"
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+demo: setup train-demo translate-demo report-demo
+
+train-demo: setup
+	$(PY) train.py --config experiments/quickstart.yaml
+
+translate-demo: setup
+	$(PY) test.py --checkpoint runs/quickstart --input datasets/demo/testB --output results/quickstart/BtoA \
+		--direction BtoA --overwrite --gallery
+
+report-demo: setup
+	$(PY) report.py --dataset datasets/demo --checkpoint runs/quickstart --direction BtoA \
+		--gatys-config experiments/gatys_quick.yaml --out report
+
+test: setup
+	$(PY) -m pytest -q
+
+test-fast: setup
+	$(PY) -m pytest -q -m "not slow"
+
+bench: setup
+	$(PY) bench/bench.py
+
+lint: setup
+	$(PY) -m ruff check .
+
+clean-demo:
+	rm -rf runs/quickstart results/quickstart report datasets/demo
