@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from data.unaligned import DatasetError
-from options.config import ConfigError, config_from_dict, config_to_yaml, load_config
+from options.config import ConfigError, apply_override, config_from_dict, config_to_yaml, load_config
 from utils.checkpoint import CheckpointError, resolve_checkpoint
 from utils.trainer import Trainer, TrainingError
 
@@ -35,10 +35,13 @@ def resolve_config(args: argparse.Namespace):
         return load_config(args.config, overrides)
     if args.resume:
         # No config file: continue with the config stored in the checkpoint.
-        _, ckpt = resolve_checkpoint(args.resume)
+        ckpt_path, ckpt = resolve_checkpoint(args.resume)
         cfg_dict = ckpt["config"]
-        from options.config import apply_override
-
+        # Keep writing into the run folder being resumed, even if it was moved or copied since.
+        run_dir = ckpt_path.parent.parent if ckpt_path.parent.name == "checkpoints" else None
+        if run_dir is not None:
+            cfg_dict.setdefault("log", {})["root"] = str(run_dir.parent)
+            cfg_dict["name"] = run_dir.name
         for override in overrides:
             apply_override(cfg_dict, override)
         return config_from_dict(cfg_dict)

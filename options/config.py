@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import re
 import typing
 from dataclasses import dataclass, field
@@ -147,6 +148,8 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     origin = typing.get_origin(tp)
     if origin is Literal:
         choices = typing.get_args(tp)
+        if isinstance(value, bool) and ("on" if value else "off") in choices:
+            value = "on" if value else "off"  # YAML 1.1 reads a bare off / on as a boolean
         if value not in choices:
             raise ConfigError(f"{key}: {value!r} is not a valid choice; valid: {', '.join(map(str, choices))}")
         return value
@@ -161,6 +164,8 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{key}: expected a number, got {value!r}")
+        if not math.isfinite(value):  # YAML reads .nan / .inf; no key means anything by them
+            raise ConfigError(f"{key}: expected a finite number, got {value!r}")
         return float(value)
     if tp is str:
         if not isinstance(value, str):
@@ -296,9 +301,10 @@ def validate(cfg: Config) -> None:
     d, m, o, t = cfg.data, cfg.model, cfg.optim, cfg.train
     _check(bool(cfg.name) and "/" not in cfg.name and cfg.name not in (".", ".."), "name",
            f"must be a plain folder name, got {cfg.name!r}")
-    _check(cfg.device == "auto" or cfg.device == "cpu" or cfg.device.startswith("cuda") or cfg.device == "mps",
+    _check(re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", cfg.device) is not None,
            "device", f"expected auto, cpu, cuda, cuda:N or mps, got {cfg.device!r}")
     _check(cfg.seed >= 0, "seed", "must be >= 0")
+    _check(d.demo_seed >= 0, "data.demo_seed", "must be >= 0")
 
     _check(d.load_size > 0, "data.load_size", "must be > 0")
     _check(d.crop_size > 0, "data.crop_size", "must be > 0")
@@ -329,7 +335,8 @@ def validate(cfg: Config) -> None:
     _check(o.lr_D >= 0, "optim.lr_D", f"must be >= 0 (0 = same as optim.lr), got {o.lr_D}")
     _check(0 <= o.beta1 < 1, "optim.beta1", "must be in [0, 1)")
     _check(0 <= o.beta2 < 1, "optim.beta2", "must be in [0, 1)")
-    _check(o.n_epochs >= 0 and o.n_epochs_decay >= 0, "optim.n_epochs", "n_epochs and n_epochs_decay must be >= 0")
+    _check(o.n_epochs >= 0, "optim.n_epochs", "must be >= 0")
+    _check(o.n_epochs_decay >= 0, "optim.n_epochs_decay", "must be >= 0")
     _check(o.n_epochs + o.n_epochs_decay >= 1, "optim.n_epochs", "n_epochs + n_epochs_decay must be >= 1")
     _check(o.step_epochs >= 1, "optim.step_epochs", "must be >= 1")
     _check(0 < o.step_gamma <= 1, "optim.step_gamma", "must be in (0, 1]")

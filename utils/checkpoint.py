@@ -26,6 +26,8 @@ FORMAT = "cyclegan-checkpoint"
 VERSION = 1
 CKPT_DIR = "checkpoints"
 _NAME = re.compile(r"^step_(\d+)\.pt$")
+_UMASK = os.umask(0o022)  # read the process umask (there is no getter) ...
+os.umask(_UMASK)  # ... and put it back at once
 
 
 class CheckpointError(Exception):
@@ -60,6 +62,7 @@ def save_atomic(obj: Any, path: str | Path) -> None:
         raise CheckpointError(f"cannot write checkpoint in {path.parent}: {e.strerror or e}") from e
     try:
         with os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), 0o666 & ~_UMASK)  # mkstemp makes 0600 files; give the usual permissions
             torch.save(obj, f)
             f.flush()
             os.fsync(f.fileno())
@@ -97,12 +100,20 @@ def load_file(path: str | Path, map_location: str | torch.device = "cpu") -> dic
     try:
         obj = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # torch raises RuntimeError, UnpicklingError, EOFError, zipfile errors...
-        text = str(e).splitlines()[0] if str(e) else type(e).__name__
-        if "weights_only" in str(e) or "Unsupported global" in str(e):
+        msg = str(e)
+        text = msg.splitlines()[0] if msg else type(e).__name__
+        # Every weights_only failure mentions "weights_only"; only a pickled object names a GLOBAL.
+        # Anything else (e.g. "Unsupported operand 255") is a damaged file, not a hostile one.
+        found = re.search(r"GLOBAL ([\w.]+)", msg)
+        if found or "Unsupported global" in msg:
+            what = f" ({found.group(1)})" if found else ""
             raise CheckpointError(
-                f"{path} contains pickled Python objects, not plain state_dicts; refusing to load it "
+                f"{path} contains pickled Python objects{what}, not plain state_dicts; refusing to load it "
                 f"(weights_only=True). Re-save it as a state_dict from trusted code."
             ) from e
+        if "WeightsUnpickler error:" in msg:
+            detail = msg.split("WeightsUnpickler error:", 1)[1].strip().splitlines()
+            text = detail[0] if detail else text
         raise CheckpointError(f"{path} is not a readable checkpoint (truncated or corrupt?): {text}") from e
     if not isinstance(obj, dict):
         raise CheckpointError(f"{path} holds a {type(obj).__name__}, expected a dict of state_dicts")

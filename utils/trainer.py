@@ -33,7 +33,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from data.demo import DemoSpec, make_demo_dataset
-from data.image_io import load_rgb
+from data.image_io import BadImageError, load_rgb
 from data.unaligned import (
     DatasetError,
     EpochSampler,
@@ -44,7 +44,7 @@ from data.unaligned import (
     split_train_val,
     to_model_range,
 )
-from models.cyclegan import DiscriminatorPair, GeneratorPair, build_discriminator, build_generator
+from models.cyclegan import DiscriminatorPair, GeneratorPair, Translations, build_discriminator, build_generator
 from models.losses import discriminator_loss, generator_losses
 from options.config import Config, config_to_dict, save_config
 from utils import distributed as dist
@@ -109,6 +109,43 @@ def _as_tuple(x: Any) -> Any:
     return tuple(_as_tuple(v) for v in x) if isinstance(x, (list, tuple)) else x
 
 
+class CompiledOrEager(nn.Module):
+    """``torch.compile(net)`` that falls back to eager for good if its first call fails.
+
+    torch.compile is lazy: a missing C compiler or an unsupported op only shows at the first
+    call, so that call is guarded; later calls are not (a real error must surface). The
+    compiled callable is kept outside the module tree, so parameters are registered once
+    (under ``net.``) and DDP sees each parameter once. ``warned`` is shared between the
+    wrappers of one trainer, so a failing platform gives one warning, not four.
+    """
+
+    def __init__(self, net: nn.Module, compiled: Any, warned: dict[str, bool]) -> None:
+        super().__init__()
+        self.net = net
+        self._compiled = [compiled]  # a list: not an attribute nn.Module would register
+        self._checked = False
+        self._warned = warned
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        compiled = self._compiled[0]
+        if compiled is None:
+            return self.net(*args, **kwargs)
+        if self._checked:
+            return compiled(*args, **kwargs)
+        try:
+            out = compiled(*args, **kwargs)
+        except Exception as e:  # noqa: BLE001 - any compiler failure: run eager instead
+            self._compiled[0] = None
+            if not self._warned.get("done"):
+                self._warned["done"] = True
+                first = (str(e).strip().splitlines() or [""])[0][:300]
+                warnings.warn(f"train.compile=true but torch.compile failed here ({type(e).__name__}: {first}); "
+                              f"running eager", stacklevel=2)
+            return self.net(*args, **kwargs)
+        self._checked = True
+        return out
+
+
 class Trainer:
     """Builds data, networks and optimisers from a :class:`Config`, then :meth:`fit` trains."""
 
@@ -140,6 +177,7 @@ class Trainer:
 
         if cfg.resume:
             self.load(cfg.resume)
+        self._note_skipped(self._val_skipped)
         self.logger = Logger(self.run_dir, enabled=self.is_main, purge_step=self.step if cfg.resume else None)
         if self.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -200,8 +238,19 @@ class Trainer:
         # Validation images are few: decode once, keep as uint8, shard across ranks.
         val_tf = Transform(d.preprocess, d.load_size, d.crop_size, flip=False, train=False)
         rng = np.random.default_rng(0)
-        self.val_A = [pil_to_uint8(val_tf(load_rgb(p), rng)) for p in val_A[self.rank :: self.world]]
-        self.val_B = [pil_to_uint8(val_tf(load_rgb(p), rng)) for p in val_B[self.rank :: self.world]]
+        self._val_skipped: list[str] = []  # unreadable held-out images: warned about and counted like train ones
+
+        def decode(paths: list[Path]) -> list[torch.Tensor]:
+            out = []
+            for p in paths:
+                try:
+                    out.append(pil_to_uint8(val_tf(load_rgb(p), rng)))
+                except BadImageError as e:
+                    self._val_skipped.append(f"{e.path}: {e.reason}")
+            return out
+
+        self.val_A = decode(val_A[self.rank :: self.world])
+        self.val_B = decode(val_B[self.rank :: self.world])
 
     def _build_networks(self) -> None:
         m, t = self.cfg.model, self.cfg.train
@@ -230,10 +279,14 @@ class Trainer:
         if not self.cfg.train.compile:
             return list(nets)
         try:
-            return [torch.compile(net) for net in nets]
+            compiled = [torch.compile(net) for net in nets]
         except Exception as e:  # platform without a working compiler: run eager
-            warnings.warn(f"train.compile=true but torch.compile is unavailable here ({e}); running eager", stacklevel=2)
+            warnings.warn(f"train.compile=true but torch.compile is unavailable here ({e}); running eager",
+                          stacklevel=2)
             return list(nets)
+        # The checkpointed modules stay the uncompiled self.nets (no `_orig_mod.` key prefix).
+        warned: dict[str, bool] = self.__dict__.setdefault("_compile_warned", {})  # one warning per trainer
+        return [CompiledOrEager(net, c, warned) for net, c in zip(nets, compiled)]
 
     def _build_optimisation(self) -> None:
         o, t = self.cfg.optim, self.cfg.train
@@ -337,57 +390,20 @@ class Trainer:
 
     def train_step(self, real_A: torch.Tensor, real_B: torch.Tensor) -> dict[str, float]:
         """One iteration on a batch; images ``(N, C, H, W)`` in [-1, 1]. Returns loss values."""
-        cfg, lo = self.cfg, self.cfg.loss
-        update_G = self.step % cfg.train.d_steps_per_g == 0
-        use_idt = lo.lambda_identity > 0
         logs: dict[str, float] = {}
-
-        # ---- G phase: D frozen so the G loss leaves no gradients in D.
-        if update_G:
-            set_requires_grad(self.disc_frozen, False)
-            with self._autocast():
-                tr = self.gen_pair(real_A, real_B, identity=use_idt)
-                pred_fake_B, pred_fake_A = self.disc_frozen(tr.fake_B, tr.fake_A)
-            g = generator_losses(pred_fake_B, pred_fake_A, real_A, real_B, tr.rec_A, tr.rec_B, tr.idt_A, tr.idt_B,
-                                 lo.lambda_A, lo.lambda_B, lo.lambda_identity, lo.gan_mode)
-            loss_G = g.total
-            self.opt_G.zero_grad(set_to_none=True)
-            if self._all_finite(loss_G):
-                self.scaler.scale(loss_G).backward()
-                self.scaler.step(self.opt_G)
-                g_ok = True
-            else:
-                g_ok = False
-            set_requires_grad(self.disc_frozen, True)
+        if self.step % self.cfg.train.d_steps_per_g == 0:
+            tr, g_ok = self.generator_step(real_A, real_B, logs)
             fake_B, fake_A = tr.fake_B.detach(), tr.fake_A.detach()
-            logs.update({k: v.item() for k, v in g.as_dict().items()})
-            logs["G_total"] = loss_G.item()
-        else:
-            g_ok, tr = True, None
+        else:  # seed 002's n discriminator steps per generator step: fakes without a G update
+            tr, g_ok = None, True
             with torch.no_grad(), self._autocast():
                 fake_B = self.gen_pair_module.G_A(real_A)
                 fake_A = self.gen_pair_module.G_B(real_B)
-
-        # ---- D phase: real vs pooled fakes, 0.5 * (real + fake) per discriminator.
-        fake_B_pool = self.pool_B.query(fake_B)
-        fake_A_pool = self.pool_A.query(fake_A)
-        with self._autocast():
-            pred_real_B, pred_real_A = self.disc_pair(real_B, real_A)
-            pred_fake_B, pred_fake_A = self.disc_pair(fake_B_pool, fake_A_pool)
-        loss_D_A = discriminator_loss(pred_real_B, pred_fake_B, lo.gan_mode)
-        loss_D_B = discriminator_loss(pred_real_A, pred_fake_A, lo.gan_mode)
-        loss_D = loss_D_A + loss_D_B
-        self.opt_D.zero_grad(set_to_none=True)
-        d_ok = self._all_finite(loss_D)
-        if d_ok:
-            self.scaler.scale(loss_D).backward()
-            self.scaler.step(self.opt_D)
-            if cfg.train.d_clip > 0:  # WGAN-style weight clipping (seed 002's experiment)
-                with torch.no_grad():
-                    for p in self.opt_D.param_groups[0]["params"]:
-                        p.clamp_(-cfg.train.d_clip, cfg.train.d_clip)
-        self.scaler.update()
-        logs.update({"D_A": loss_D_A.item(), "D_B": loss_D_B.item()})
+        d_ok = self.discriminator_step(real_A, real_B, fake_B, fake_A, logs, use_pool=g_ok)
+        if (tr is not None and g_ok) or d_ok:
+            # update() needs a scaler.step() since the last one (else it asserts); a step skipped
+            # for a non-finite loss must leave the fp16 scale and growth tracker untouched.
+            self.scaler.update()
 
         if g_ok and d_ok:
             self.nonfinite_streak = 0
@@ -397,6 +413,59 @@ class Trainer:
             logs["nonfinite"] = 1.0
         self._last_images = (real_A, real_B, tr)
         return logs
+
+    def generator_step(self, real_A: torch.Tensor, real_B: torch.Tensor,
+                       logs: dict[str, float]) -> tuple[Translations, bool]:
+        """G phase: update G_A and G_B together; D is frozen so the G loss leaves no gradient in D.
+
+        Returns the translations and whether the update was applied (False: non-finite loss).
+        """
+        lo = self.cfg.loss
+        set_requires_grad(self.disc_frozen, False)
+        with self._autocast():
+            tr = self.gen_pair(real_A, real_B, identity=lo.lambda_identity > 0)
+            pred_fake_B, pred_fake_A = self.disc_frozen(tr.fake_B, tr.fake_A)
+        g = generator_losses(pred_fake_B, pred_fake_A, real_A, real_B, tr.rec_A, tr.rec_B, tr.idt_A, tr.idt_B,
+                             lo.lambda_A, lo.lambda_B, lo.lambda_identity, lo.gan_mode)
+        loss_G = g.total
+        self.opt_G.zero_grad(set_to_none=True)
+        ok = self._all_finite(loss_G)
+        if ok:
+            self.scaler.scale(loss_G).backward()
+            self.scaler.step(self.opt_G)
+        set_requires_grad(self.disc_frozen, True)
+        logs.update({k: v.item() for k, v in g.as_dict().items()})
+        logs["G_total"] = loss_G.item()
+        return tr, ok
+
+    def discriminator_step(self, real_A: torch.Tensor, real_B: torch.Tensor, fake_B: torch.Tensor,
+                           fake_A: torch.Tensor, logs: dict[str, float], use_pool: bool = True) -> bool:
+        """D phase: D_A on real B vs pooled fake B, D_B on real A vs pooled fake A, each
+        0.5 * (real + fake). Returns whether the update was applied.
+
+        ``use_pool=False`` (after a non-finite G step) keeps possibly non-finite fakes out of
+        the image pools, where they would poison D for many later steps.
+        """
+        lo, clip = self.cfg.loss, self.cfg.train.d_clip
+        fake_B_pool = self.pool_B.query(fake_B) if use_pool else fake_B
+        fake_A_pool = self.pool_A.query(fake_A) if use_pool else fake_A
+        with self._autocast():
+            pred_real_B, pred_real_A = self.disc_pair(real_B, real_A)
+            pred_fake_B, pred_fake_A = self.disc_pair(fake_B_pool, fake_A_pool)
+        loss_D_A = discriminator_loss(pred_real_B, pred_fake_B, lo.gan_mode)
+        loss_D_B = discriminator_loss(pred_real_A, pred_fake_A, lo.gan_mode)
+        loss_D = loss_D_A + loss_D_B
+        self.opt_D.zero_grad(set_to_none=True)
+        ok = self._all_finite(loss_D)
+        if ok:
+            self.scaler.scale(loss_D).backward()
+            self.scaler.step(self.opt_D)
+            if clip > 0:  # WGAN-style weight clipping (seed 002's experiment)
+                with torch.no_grad():
+                    for p in self.opt_D.param_groups[0]["params"]:
+                        p.clamp_(-clip, clip)
+        logs.update({"D_A": loss_D_A.item(), "D_B": loss_D_B.item()})
+        return ok
 
     @property
     def gen_pair_module(self) -> GeneratorPair:
@@ -499,10 +568,15 @@ class Trainer:
             seen += real_A.shape[0] * self.world
             for k, v in logs.items():
                 self._window[k].append(v)
+            if logs.get("nonfinite") and self.is_main:
+                tqdm.write(f"WARNING: non-finite loss (NaN/Inf) at step {self.step}: update skipped "
+                           f"({self.nonfinite_streak} in a row, {self.nonfinite_total} in total; the run stops "
+                           f"after train.max_nonfinite={cfg.train.max_nonfinite} in a row)", file=sys.stderr)
             if self.nonfinite_streak >= cfg.train.max_nonfinite:
+                last = self.last_checkpoint or "none written yet (the run started with non-finite losses)"
                 raise TrainingError(
                     f"{self.nonfinite_streak} consecutive non-finite losses (NaN/Inf) at step {self.step}; "
-                    f"updates were skipped and the run is stopped. Last good checkpoint: {self.last_checkpoint}. "
+                    f"updates were skipped and the run is stopped. Last good checkpoint: {last}. "
                     f"Try a lower optim.lr or train.amp=off."
                 )
             if self.is_main:
@@ -517,7 +591,7 @@ class Trainer:
                 self.save()
             if dist.broadcast_flag(self._stop_requested, self.device):
                 bar.close()
-                self.save()
+                self._save_final()
                 if self.is_main:
                     print(f"stopped at epoch {self.epoch} batch {self.batch_in_epoch} (step {self.step}); "
                           f"resume with: python train.py --resume {self.run_dir}", flush=True)
@@ -539,12 +613,24 @@ class Trainer:
         })
         if self.is_main:
             val = f"val cycle L1 {self.val_metric:.4f} | " if self.val_metric is not None else ""
+            health = "".join([f" | skipped images {len(self.skipped_images)}" if self.skipped_images else "",
+                              f" | non-finite steps {self.nonfinite_total}" if self.nonfinite_total else ""])
             print(f"epoch {self.epoch}/{cfg.total_epochs} done | {val}lr G {self.opt_G.param_groups[0]['lr']:.2e} | "
-                  f"step {self.step}", flush=True)
+                  f"step {self.step}{health}", flush=True)
         last = self.epoch == cfg.total_epochs
         every = cfg.checkpoint.every_epochs
-        if last or (every and self.epoch % every == 0):
+        if last:
+            self._save_final()
+        elif every and self.epoch % every == 0:
             self.save()
+
+    def _save_final(self) -> None:
+        """A checkpoint the process is about to exit on: its failure must not pass silently."""
+        if self.save() is None:
+            raise TrainingError(
+                f"could not write the final checkpoint at step {self.step} (see the warning above); "
+                f"the work since the last good checkpoint ({self.last_checkpoint}) is lost when this process exits"
+            )
 
     def _note_skipped(self, skipped: list[str]) -> None:
         for entry in skipped:
