@@ -31,7 +31,8 @@ def list_images(folder: str | Path, recursive: bool = True) -> list[Path]:
     return sorted(p for p in folder.glob(pattern) if p.is_file() and is_image_file(p))
 
 
-def _to_8bit_rgb(img: Image.Image, background: tuple[int, int, int]) -> Image.Image:
+def to_8bit_rgb(img: Image.Image, background: tuple[int, int, int] = (255, 255, 255)) -> Image.Image:
+    """Any decoded PIL image -> 8-bit RGB (16-bit scaled, transparency composited on ``background``)."""
     if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
         arr = np.asarray(img).astype(np.float64)
         # 16-bit PNGs decode as 'I' or 'I;16' with values in 0..65535.
@@ -68,7 +69,7 @@ def load_rgb(path: str | Path, background: tuple[int, int, int] = (255, 255, 255
             with Image.open(path) as img:
                 img.load()  # decode now, so truncation shows up here and not later
                 img = ImageOps.exif_transpose(img)
-                return _to_8bit_rgb(img, background)
+                return to_8bit_rgb(img, background)
     except BadImageError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
