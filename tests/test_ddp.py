@@ -1,0 +1,98 @@
+"""DDP under torchrun: 2 CPU processes (gloo) train a tiny CycleGAN, stay in sync, write once,
+and resume. Runs tests/ddp_worker.py (train.py plus a per-rank weight dump)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from utils.checkpoint import list_checkpoints
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = [
+    "device=cpu", "data.demo=false", "data.load_size=36", "data.crop_size=32", "data.num_workers=0",
+    "data.val_images=2", "data.batch_size=1", "model.ngf=8", "model.ndf=8", "model.n_blocks=1",
+    "model.n_layers_D=2", "optim.lr_policy=plateau", "optim.n_epochs_decay=0", "train.max_batches_per_epoch=3",
+    "train.pool_size=2", "train.amp=off", "log.progress=false", "log.scalars_every=1", "log.images_every=2",
+    "checkpoint.keep=5",
+]
+
+
+def torchrun(dump: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        env.pop(key, None)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           str(ROOT / "tests" / "ddp_worker.py"), str(dump), *args]
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, f"torchrun failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
+    return proc
+
+
+def load_dumps(dump: Path) -> tuple[dict, dict]:
+    r0 = torch.load(dump / "rank0.pt", weights_only=True)
+    r1 = torch.load(dump / "rank1.pt", weights_only=True)
+    return r0, r1
+
+
+def assert_same_weights(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys() == {"G_A", "G_B", "D_A", "D_B"}
+    for name in a:
+        assert a[name].keys() == b[name].keys()
+        for key in a[name]:
+            assert torch.equal(a[name][key], b[name][key]), f"{name}.{key} differs between ranks"
+
+
+@pytest.mark.slow
+def test_torchrun_two_cpu_processes_sync_write_once_and_resume(tiny_dataset: Path, tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    common = ["--config", str(ROOT / "experiments" / "quickstart.yaml"), f"data.root={tiny_dataset}",
+              f"log.root={runs}", "name=ddp", *TINY]
+
+    # ---- 2 epochs of 3 steps on 2 ranks
+    proc = torchrun(tmp_path / "dump1", *common, "optim.n_epochs=2")
+    r0, r1 = load_dumps(tmp_path / "dump1")
+    assert r0["distributed"] and r0["world"] == r1["world"] == 2 and (r0["rank"], r1["rank"]) == (0, 1)
+    assert (r0["sampler_replicas"], r0["sampler_rank"], r1["sampler_rank"]) == (2, 0, 1)  # data sharded
+    assert r0["step"] == r1["step"] == 6 and r0["epoch"] == 2
+    assert_same_weights(r0["nets"], r1["nets"])
+    # the validation metric is all-reduced, so the plateau scheduler saw the same value everywhere
+    assert r0["val_metric"] == r1["val_metric"] and r0["lr_G"] == r1["lr_G"]
+
+    # only rank 0 writes: checkpoints, the config, TensorBoard events; rank 0's file = the weights
+    assert r1["writes"] == []
+    ckpts = list_checkpoints(runs / "ddp")
+    assert [p.name for p in ckpts] == ["step_00000003.pt", "step_00000006.pt"]
+    assert r0["writes"] == [str(p) for p in ckpts]
+    assert not [p for p in (runs / "ddp" / "checkpoints").iterdir() if p.name.endswith(".tmp")]
+    assert len(list((runs / "ddp").rglob("events.out.tfevents.*"))) == 1
+    saved = torch.load(ckpts[-1], map_location="cpu", weights_only=True)
+    assert_same_weights(saved["nets"], r0["nets"])
+    assert proc.stdout.count("epoch 2/2 done") == 1  # one process prints
+
+    # ---- resume under DDP for a third epoch: continues from step 6, in sync, one writer
+    torchrun(tmp_path / "dump2", *common, "optim.n_epochs=3", f"resume={runs / 'ddp'}")
+    q0, q1 = load_dumps(tmp_path / "dump2")
+    assert q0["step"] == q1["step"] == 9 and q0["epoch"] == 3
+    assert_same_weights(q0["nets"], q1["nets"])
+    assert q1["writes"] == [] and q0["writes"] == [str(runs / "ddp" / "checkpoints" / "step_00000009.pt")]
+    resumed = torch.load(runs / "ddp" / "checkpoints" / "step_00000009.pt", map_location="cpu", weights_only=True)
+    assert resumed["counters"]["step"] == 9
+    assert_same_weights(resumed["nets"], q0["nets"])
+    assert any(not torch.equal(resumed["nets"]["G_A"][k], saved["nets"]["G_A"][k]) for k in saved["nets"]["G_A"])
+
+
+def test_single_process_run_creates_no_process_group(tiny_config) -> None:
+    import torch.distributed as tdist
+
+    from utils.trainer import Trainer
+
+    t = Trainer(tiny_config())
+    assert not tdist.is_initialized()
+    assert (t.rank, t.world) == (0, 1)
+    assert not isinstance(t.gen_pair, torch.nn.parallel.DistributedDataParallel)
