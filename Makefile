@@ -27,6 +27,7 @@ translate-demo: setup
 
 report-demo: setup
 	$(PY) report.py --dataset datasets/demo --checkpoint runs/quickstart --direction BtoA \
+		--style datasets/demo/trainA/0000.png datasets/demo/trainA/0001.png \
 		--gatys-config experiments/gatys_quick.yaml --out report
 
 test: setup
