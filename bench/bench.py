@@ -616,7 +616,7 @@ def bench_quality(args: argparse.Namespace, device: torch.device, tmp: Path, res
             with quiet():
                 trainer = Trainer(load_config(ROOT / "experiments" / "quickstart.yaml", overrides))
                 result = trainer.fit()
-                trainer.amp_dtype = None  # the same metric evaluated in fp32 for both runs
+                trainer.amp = "off"  # the same metric evaluated in fp32 for both runs
                 fp32_metric = trainer.validate()
             rows.append({"amp": amp, "seed": seed, "steps": result.step, "val_metric": result.val_metric,
                          "val_metric_fp32_eval": fp32_metric, "seconds": time.perf_counter() - t0})

@@ -96,3 +96,15 @@ def test_single_process_run_creates_no_process_group(tiny_config) -> None:
     assert not tdist.is_initialized()
     assert (t.rank, t.world) == (0, 1)
     assert not isinstance(t.gen_pair, torch.nn.parallel.DistributedDataParallel)
+
+
+def test_local_rank_is_read_before_the_process_group_exists(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The trainer picks its GPU before joining the group: under torchrun, rank 1 must get cuda:1."""
+    from utils import distributed as dist
+
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    assert not dist.is_distributed() and dist.local_rank() == 1
+    monkeypatch.setenv("WORLD_SIZE", "1")  # a single process ignores a stray LOCAL_RANK
+    assert dist.local_rank() == 0

@@ -39,7 +39,8 @@ def rank() -> int:
 
 
 def local_rank() -> int:
-    return int(os.environ.get("LOCAL_RANK", 0)) if is_distributed() else 0
+    """This process's GPU index on its node; read from torchrun's env, so valid before :func:`init`."""
+    return int(os.environ.get("LOCAL_RANK", 0)) if launched_by_torchrun() else 0
 
 
 def world_size() -> int:

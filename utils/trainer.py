@@ -20,7 +20,6 @@ import time
 import warnings
 from collections import defaultdict
 from collections.abc import Iterator
-from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -57,6 +56,7 @@ from utils.checkpoint import (
     resolve_checkpoint,
     save_atomic,
 )
+from utils.device import autocast_context, resolve_device
 from utils.image_pool import ImagePool
 from utils.schedulers import build_scheduler, step_scheduler
 from utils.tb import Logger
@@ -73,17 +73,6 @@ class TrainResult:
     stopped_early: bool
     last_checkpoint: Path | None
     val_metric: float | None
-
-
-def select_device(name: str) -> torch.device:
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda", dist.local_rank())
-        return torch.device("cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise TrainingError(f"device={name!r} but CUDA is not available here; use device=auto or device=cpu")
-    return device
 
 
 def set_requires_grad(net: nn.Module, flag: bool) -> None:
@@ -151,7 +140,11 @@ class Trainer:
 
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
-        self.device = select_device(cfg.device)
+        try:
+            self.device = resolve_device(cfg.device, dist.local_rank())
+            autocast_context(self.device, cfg.train.amp)  # fp16 on CPU fails here, before any work
+        except ValueError as e:
+            raise TrainingError(f"device={cfg.device!r}, train.amp={cfg.train.amp!r}: {e}") from e
         dist.init(self.device.type)
         if self.device.type == "cuda":
             torch.cuda.set_device(self.device)
@@ -299,18 +292,14 @@ class Trainer:
                      plateau_patience=o.plateau_patience, plateau_threshold=o.plateau_threshold, min_lr=o.min_lr)
         self.sched_G = build_scheduler(self.opt_G, **sched)
         self.sched_D = build_scheduler(self.opt_D, **sched)
-        if t.amp == "fp16" and self.device.type != "cuda":
-            raise TrainingError("train.amp=fp16 needs a CUDA device; on CPU use train.amp=bf16")
-        self.amp_dtype = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}[t.amp]
+        self.amp = t.amp  # off | bf16 | fp16; validated against the device in __init__
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=t.amp == "fp16")
         seed = self.cfg.seed * 1000 + self.rank
         self.pool_A = ImagePool(t.pool_size, seed=seed * 2)  # fake A images, for D_B
         self.pool_B = ImagePool(t.pool_size, seed=seed * 2 + 1)  # fake B images, for D_A
 
     def _autocast(self):
-        if self.amp_dtype is None:
-            return nullcontext()
-        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+        return autocast_context(self.device, self.amp)
 
     # ------------------------------------------------------------------------------- state
 

@@ -47,6 +47,7 @@ from data.unaligned import to_model_range, to_uint8
 from models.networks import ResnetGenerator
 from options.config import ModelConfig
 from utils.checkpoint import CheckpointError, check_format, latest_checkpoint, list_checkpoints, load_file
+from utils.device import autocast_context, resolve_device  # noqa: F401 (re-exported)
 
 Direction = Literal["AtoB", "BtoA"]
 AmpMode = Literal["off", "bf16", "fp16"]
@@ -370,34 +371,6 @@ def describe_loaded(info: dict[str, Any]) -> str:
 
 # ---------------------------------------------------------------------------------------------
 # Devices and precision
-
-
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``"auto"`` -> CUDA when present, else CPU; a named CUDA device must exist."""
-    if isinstance(device, torch.device):
-        return device
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, ValueError) as e:
-        raise ValueError(f"unknown device {device!r}; valid: auto, cpu, cuda, cuda:N") from e
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} requested but CUDA is not available here; use --device cpu or auto")
-    return dev
-
-
-def autocast_context(device: torch.device, amp: str) -> contextlib.AbstractContextManager:
-    """bf16 autocast works on CPU and CUDA; fp16 only on CUDA (CPU fp16 convs are slow or missing)."""
-    if amp == "off":
-        return contextlib.nullcontext()
-    if amp == "bf16":
-        return torch.autocast(device.type, dtype=torch.bfloat16)
-    if amp == "fp16":
-        if device.type != "cuda":
-            raise ValueError(f"--amp fp16 needs a CUDA device, this run uses {device}; use --amp bf16 or off")
-        return torch.autocast("cuda", dtype=torch.float16)
-    raise ValueError(f"unknown amp mode {amp!r}; valid: off, bf16, fp16")
 
 
 # ---------------------------------------------------------------------------------------------
