@@ -192,3 +192,14 @@ def test_resume_from_cli_uses_stored_config(tiny_config, capsys: pytest.CaptureF
     out = capsys.readouterr().out
     assert "resumed from" in out and "step 12" in out
     assert [p.name for p in list_checkpoints(cfg.run_dir)][-1] == "step_00000012.pt"
+
+
+def test_scalar_window_ignores_a_skipped_nan_step(tiny_config) -> None:
+    t = Trainer(tiny_config())
+    logged = {}
+    t.logger.scalars = lambda step, values: logged.update(values)
+    t._window["G_A"] += [1.0, float("nan"), 3.0]
+    t._window["D_A"] += [float("nan")]
+    t._log_scalars(images_per_s=2.0)
+    assert logged["loss/G_A"] == 2.0 and "loss/D_A" not in logged
+    assert logged["perf/images_per_s"] == 2.0

@@ -630,7 +630,13 @@ class Trainer:
                         tqdm.write(f"WARNING: skipped unreadable image {line}", file=sys.stderr)
 
     def _log_scalars(self, images_per_s: float) -> None:
-        values = {f"loss/{k}": sum(v) / len(v) for k, v in self._window.items() if k != "nonfinite"}
+        # Mean over the window's finite values: one skipped NaN step must not blank the curve
+        # (it is counted in health/nonfinite_total instead).
+        values = {}
+        for key, seen in self._window.items():
+            finite = [v for v in seen if math.isfinite(v)]
+            if key != "nonfinite" and finite:
+                values[f"loss/{key}"] = sum(finite) / len(finite)
         values["perf/images_per_s"] = images_per_s
         values["health/nonfinite_total"] = self.nonfinite_total
         values["health/skipped_images"] = len(self.skipped_images)
