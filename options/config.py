@@ -292,70 +292,71 @@ def save_config(cfg: Any, path: str | Path) -> None:
 # Ranges and cross-key rules
 
 
-def _check(cond: bool, key: str, message: str) -> None:
+def check(cond: bool, key: str, message: str) -> None:
+    """Raise :class:`ConfigError` ``"<key>: <message>"`` unless ``cond`` holds."""
     if not cond:
         raise ConfigError(f"{key}: {message}")
 
 
 def validate(cfg: Config) -> None:
     d, m, o, t = cfg.data, cfg.model, cfg.optim, cfg.train
-    _check(bool(cfg.name) and "/" not in cfg.name and cfg.name not in (".", ".."), "name",
+    check(bool(cfg.name) and "/" not in cfg.name and cfg.name not in (".", ".."), "name",
            f"must be a plain folder name, got {cfg.name!r}")
-    _check(re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", cfg.device) is not None,
+    check(re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", cfg.device) is not None,
            "device", f"expected auto, cpu, cuda, cuda:N or mps, got {cfg.device!r}")
-    _check(cfg.seed >= 0, "seed", "must be >= 0")
-    _check(d.demo_seed >= 0, "data.demo_seed", "must be >= 0")
+    check(cfg.seed >= 0, "seed", "must be >= 0")
+    check(d.demo_seed >= 0, "data.demo_seed", "must be >= 0")
 
-    _check(d.load_size > 0, "data.load_size", "must be > 0")
-    _check(d.crop_size > 0, "data.crop_size", "must be > 0")
-    _check(d.crop_size % 4 == 0, "data.crop_size",
+    check(d.load_size > 0, "data.load_size", "must be > 0")
+    check(d.crop_size > 0, "data.crop_size", "must be > 0")
+    check(d.crop_size % 4 == 0, "data.crop_size",
            f"must be a multiple of 4 (the generator down-samples twice), got {d.crop_size}")
     if d.preprocess in ("resize_and_crop", "scale_width_and_crop"):
-        _check(d.crop_size <= d.load_size, "data.crop_size",
+        check(d.crop_size <= d.load_size, "data.crop_size",
                f"{d.crop_size} is larger than data.load_size {d.load_size}; the crop must fit in the resized image")
-    _check(d.batch_size >= 1, "data.batch_size", "must be >= 1")
-    _check(d.num_workers >= 0, "data.num_workers", "must be >= 0")
-    _check(d.prefetch_factor >= 1, "data.prefetch_factor", "must be >= 1")
-    _check(d.subset_A >= 0, "data.subset_A", "must be >= 0 (0 = all images)")
-    _check(d.subset_B >= 0, "data.subset_B", "must be >= 0 (0 = all images)")
-    _check(d.val_images >= 0, "data.val_images", "must be >= 0")
+    check(d.batch_size >= 1, "data.batch_size", "must be >= 1")
+    check(d.num_workers >= 0, "data.num_workers", "must be >= 0")
+    check(d.prefetch_factor >= 1, "data.prefetch_factor", "must be >= 1")
+    check(d.subset_A >= 0, "data.subset_A", "must be >= 0 (0 = all images)")
+    check(d.subset_B >= 0, "data.subset_B", "must be >= 0 (0 = all images)")
+    check(d.val_images >= 0, "data.val_images", "must be >= 0")
 
     for key in ("input_nc", "output_nc", "ngf", "ndf", "n_layers_D"):
-        _check(getattr(m, key) >= 1, f"model.{key}", "must be >= 1")
-    _check(m.n_blocks >= 0, "model.n_blocks", "must be >= 0")
-    _check(m.init_gain > 0, "model.init_gain", "must be > 0")
+        check(getattr(m, key) >= 1, f"model.{key}", "must be >= 1")
+    check(m.n_blocks >= 0, "model.n_blocks", "must be >= 0")
+    check(m.init_gain > 0, "model.init_gain", "must be > 0")
 
     for key in ("lambda_A", "lambda_B", "lambda_identity"):
-        _check(getattr(cfg.loss, key) >= 0, f"loss.{key}", "must be >= 0")
+        check(getattr(cfg.loss, key) >= 0, f"loss.{key}", "must be >= 0")
     if cfg.loss.lambda_identity > 0:
-        _check(m.input_nc == m.output_nc, "loss.lambda_identity",
+        check(m.input_nc == m.output_nc, "loss.lambda_identity",
                "identity loss needs model.input_nc == model.output_nc; set loss.lambda_identity=0")
 
-    _check(o.lr > 0, "optim.lr", f"must be > 0, got {o.lr}")
-    _check(o.lr_D >= 0, "optim.lr_D", f"must be >= 0 (0 = same as optim.lr), got {o.lr_D}")
-    _check(0 <= o.beta1 < 1, "optim.beta1", "must be in [0, 1)")
-    _check(0 <= o.beta2 < 1, "optim.beta2", "must be in [0, 1)")
-    _check(o.n_epochs >= 0, "optim.n_epochs", "must be >= 0")
-    _check(o.n_epochs_decay >= 0, "optim.n_epochs_decay", "must be >= 0")
-    _check(o.n_epochs + o.n_epochs_decay >= 1, "optim.n_epochs", "n_epochs + n_epochs_decay must be >= 1")
-    _check(o.step_epochs >= 1, "optim.step_epochs", "must be >= 1")
-    _check(0 < o.step_gamma <= 1, "optim.step_gamma", "must be in (0, 1]")
-    _check(0 < o.plateau_factor < 1, "optim.plateau_factor", "must be in (0, 1)")
-    _check(o.plateau_patience >= 0, "optim.plateau_patience", "must be >= 0")
-    _check(o.plateau_threshold >= 0, "optim.plateau_threshold", "must be >= 0")
-    _check(o.min_lr >= 0, "optim.min_lr", "must be >= 0")
+    check(o.lr > 0, "optim.lr", f"must be > 0, got {o.lr}")
+    check(o.lr_D >= 0, "optim.lr_D", f"must be >= 0 (0 = same as optim.lr), got {o.lr_D}")
+    check(0 <= o.beta1 < 1, "optim.beta1", "must be in [0, 1)")
+    check(0 <= o.beta2 < 1, "optim.beta2", "must be in [0, 1)")
+    check(o.n_epochs >= 0, "optim.n_epochs", "must be >= 0")
+    check(o.n_epochs_decay >= 0, "optim.n_epochs_decay", "must be >= 0")
+    check(o.n_epochs + o.n_epochs_decay >= 1, "optim.n_epochs", "n_epochs + n_epochs_decay must be >= 1")
+    check(o.step_epochs >= 1, "optim.step_epochs", "must be >= 1")
+    check(0 < o.step_gamma <= 1, "optim.step_gamma", "must be in (0, 1]")
+    check(0 < o.plateau_factor < 1, "optim.plateau_factor", "must be in (0, 1)")
+    check(o.plateau_patience >= 0, "optim.plateau_patience", "must be >= 0")
+    check(o.plateau_threshold >= 0, "optim.plateau_threshold", "must be >= 0")
+    check(o.min_lr >= 0, "optim.min_lr", "must be >= 0")
     if o.lr_policy == "plateau":
-        _check(d.val_images > 0, "optim.lr_policy",
+        check(d.val_images > 0, "optim.lr_policy",
                "plateau steps on the validation metric, so data.val_images must be > 0")
 
-    _check(t.pool_size >= 0, "train.pool_size", "must be >= 0")
-    _check(t.d_steps_per_g >= 1, "train.d_steps_per_g", "must be >= 1")
-    _check(t.d_clip >= 0, "train.d_clip", "must be >= 0 (0 = off)")
-    _check(t.max_batches_per_epoch >= 0, "train.max_batches_per_epoch", "must be >= 0 (0 = whole epoch)")
-    _check(t.max_nonfinite >= 1, "train.max_nonfinite", "must be >= 1")
+    check(t.pool_size >= 0, "train.pool_size", "must be >= 0")
+    check(t.d_steps_per_g >= 1, "train.d_steps_per_g", "must be >= 1")
+    check(t.d_clip >= 0, "train.d_clip", "must be >= 0 (0 = off)")
+    check(t.max_batches_per_epoch >= 0, "train.max_batches_per_epoch", "must be >= 0 (0 = whole epoch)")
+    check(t.max_nonfinite >= 1, "train.max_nonfinite", "must be >= 1")
 
-    _check(cfg.log.scalars_every >= 1, "log.scalars_every", "must be >= 1")
-    _check(cfg.log.images_every >= 0, "log.images_every", "must be >= 0 (0 = off)")
-    _check(cfg.checkpoint.every_epochs >= 0, "checkpoint.every_epochs", "must be >= 0")
-    _check(cfg.checkpoint.every_steps >= 0, "checkpoint.every_steps", "must be >= 0")
-    _check(cfg.checkpoint.keep >= 1, "checkpoint.keep", "must be >= 1")
+    check(cfg.log.scalars_every >= 1, "log.scalars_every", "must be >= 1")
+    check(cfg.log.images_every >= 0, "log.images_every", "must be >= 0 (0 = off)")
+    check(cfg.checkpoint.every_epochs >= 0, "checkpoint.every_epochs", "must be >= 0")
+    check(cfg.checkpoint.every_steps >= 0, "checkpoint.every_steps", "must be >= 0")
+    check(cfg.checkpoint.keep >= 1, "checkpoint.keep", "must be >= 1")

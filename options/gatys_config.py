@@ -25,7 +25,7 @@ from typing import Literal
 
 from models.gatys import GatysParams, LossWeights
 from models.vgg import LAYER_NAMES
-from options.config import ConfigError, load_config
+from options.config import ConfigError, check, load_config
 
 
 @dataclass
@@ -116,44 +116,39 @@ def _layer_weights(layers_key: str, layers: str, weights_key: str, weights: str)
     return dict(zip(names, values))
 
 
-def _check(cond: bool, key: str, message: str) -> None:
-    if not cond:
-        raise ConfigError(f"{key}: {message}")
-
-
 def validate_gatys(cfg: GatysConfig) -> None:
     """Ranges and cross-key rules; raises :class:`ConfigError` naming the key."""
-    _check(re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", cfg.device) is not None, "device",
+    check(re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", cfg.device) is not None, "device",
            f"expected auto, cpu, cuda, cuda:N or mps, got {cfg.device!r}")
-    _check(cfg.seed >= 0, "seed", "must be >= 0")
-    _check(cfg.batch_size >= 1, "batch_size", "must be >= 1")
-    _check(cfg.log_every >= 1, "log_every", "must be >= 1")
+    check(cfg.seed >= 0, "seed", "must be >= 0")
+    check(cfg.batch_size >= 1, "batch_size", "must be >= 1")
+    check(cfg.log_every >= 1, "log_every", "must be >= 1")
     v = cfg.vgg
-    _check(v.weights in ("imagenet", "random") or bool(v.weights.strip()), "vgg.weights",
+    check(v.weights in ("imagenet", "random") or bool(v.weights.strip()), "vgg.weights",
            "expected imagenet, random or a path to a .pth file")
     if v.weights not in ("imagenet", "random"):
-        _check(Path(v.weights).expanduser().is_file(), "vgg.weights",
+        check(Path(v.weights).expanduser().is_file(), "vgg.weights",
                f"file {v.weights} not found (use imagenet, random, or a path to a VGG-19 state_dict)")
     loss_weights(cfg)  # layer names and per-layer weights
     lo = cfg.loss
     for key in ("content_weight", "style_weight", "tv_weight"):
-        _check(getattr(lo, key) >= 0, f"loss.{key}", "must be >= 0")
-    _check(lo.content_weight + lo.style_weight > 0, "loss.style_weight", "content and style weight are both 0")
+        check(getattr(lo, key) >= 0, f"loss.{key}", "must be >= 0")
+    check(lo.content_weight + lo.style_weight > 0, "loss.style_weight", "content and style weight are both 0")
     o = cfg.optim
-    _check(o.steps >= 1, "optim.steps", "must be >= 1")
-    _check(o.lr >= 0, "optim.lr", "must be >= 0 (0 = the optimiser's default)")
-    _check(o.lbfgs_history >= 1, "optim.lbfgs_history", "must be >= 1")
-    _check(o.sched_step >= 1, "optim.sched_step", "must be >= 1")
-    _check(0 < o.sched_gamma <= 1, "optim.sched_gamma", "must be in (0, 1]")
-    _check(o.sched_patience >= 0, "optim.sched_patience", "must be >= 0")
-    _check(0 <= o.noise_ratio <= 1, "optim.noise_ratio", "must be in [0, 1]")
+    check(o.steps >= 1, "optim.steps", "must be >= 1")
+    check(o.lr >= 0, "optim.lr", "must be >= 0 (0 = the optimiser's default)")
+    check(o.lbfgs_history >= 1, "optim.lbfgs_history", "must be >= 1")
+    check(o.sched_step >= 1, "optim.sched_step", "must be >= 1")
+    check(0 < o.sched_gamma <= 1, "optim.sched_gamma", "must be in (0, 1]")
+    check(o.sched_patience >= 0, "optim.sched_patience", "must be >= 0")
+    check(0 <= o.noise_ratio <= 1, "optim.noise_ratio", "must be in [0, 1]")
     im = cfg.image
-    _check(im.size == 0 or im.size >= 16, "image.size", "must be 0 (keep the input size) or >= 16")
-    _check(im.style_scale > 0, "image.style_scale", "must be > 0")
-    _check(im.scales >= 1, "image.scales", "must be >= 1")
-    _check(im.scale_factor > 1, "image.scale_factor", "must be > 1")
+    check(im.size == 0 or im.size >= 16, "image.size", "must be 0 (keep the input size) or >= 16")
+    check(im.style_scale > 0, "image.style_scale", "must be > 0")
+    check(im.scales >= 1, "image.scales", "must be >= 1")
+    check(im.scale_factor > 1, "image.scale_factor", "must be > 1")
     blend = _floats(im.style_blend, "image.style_blend")
-    _check(all(b >= 0 for b in blend) and (not blend or sum(blend) > 0), "image.style_blend",
+    check(all(b >= 0 for b in blend) and (not blend or sum(blend) > 0), "image.style_blend",
            "weights must be >= 0 with a positive sum")
 
 
