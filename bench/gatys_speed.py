@@ -22,7 +22,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from models.gatys import GatysParams, LossWeights, stylize  # noqa: E402
+from models.gatys import GatysParams, stylize  # noqa: E402
+from models.style_losses import LossWeights  # noqa: E402
 from models.vgg import load_vgg19  # noqa: E402
 from utils.metrics import Stopwatch, describe_device  # noqa: E402
 from utils.translate import resolve_device  # noqa: E402

@@ -23,7 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from models.gatys import GatysParams, LossWeights
+from models.gatys import GatysParams
+from models.style_losses import LossWeights
 from models.vgg import LAYER_NAMES
 from options.config import ConfigError, check, load_config
 

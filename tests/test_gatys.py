@@ -8,19 +8,9 @@ import torch
 import torchvision
 from PIL import Image
 
-from models.gatys import (
-    GatysParams,
-    LossWeights,
-    content_loss,
-    gram_matrix,
-    luminance,
-    rgb_to_yiq,
-    style_grams,
-    style_loss,
-    stylize,
-    tv_loss,
-    yiq_to_rgb,
-)
+from models.color import luminance, rgb_to_yiq, yiq_to_rgb
+from models.gatys import GatysParams, stylize
+from models.style_losses import LossWeights, content_loss, gram_matrix, style_grams, style_loss, tv_loss
 from models.vgg import LAYER_NAMES, VGG19Features, VGGWeightsUnavailable, load_vgg19
 from options.config import ConfigError
 from options.gatys_config import gatys_params, load_gatys_config, style_blend

@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from models.gatys import LossWeights, style_grams
+from models.style_losses import LossWeights, style_grams
 from models.vgg import load_vgg19
 from utils.metrics import (
     MetricUnavailable,

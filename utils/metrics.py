@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from models.gatys import LossWeights, content_loss, style_loss
+from models.style_losses import LossWeights, content_loss, style_loss
 
 INCEPTION_URL = (
     "https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/weights-inception-2015-12-05-6726825d.pth"

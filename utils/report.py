@@ -38,7 +38,7 @@ from torch import nn
 
 from data.image_io import list_images, load_rgb
 from data.unaligned import pil_to_uint8
-from models.gatys import resize_longer, style_grams
+from models.style_losses import resize_longer, style_grams, style_target_size
 from models.vgg import VGG19Features, VGGInfo
 from options.gatys_config import GatysConfig, gatys_params, style_blend
 from utils.metrics import (
@@ -303,7 +303,7 @@ def compute_rows(test: TestSet, runs: list[MethodRun], styles: list[Path], cfg: 
 
     def grams_for(h: int, w: int) -> dict[str, torch.Tensor]:
         if (h, w) not in gram_cache:
-            longer = max(8, round(max(h, w) * cfg.image.style_scale))
+            longer = style_target_size(max(h, w), cfg.image.style_scale)
             gram_cache[(h, w)] = style_grams(net, [resize_longer(s, longer) for s in style_imgs], blend,
                                              list(p.weights.style_layers))
         return gram_cache[(h, w)]
