@@ -1,5 +1,5 @@
 # make demo: set up .venv, train on the built-in demo dataset, translate its test photos,
-#            build the CycleGAN-vs-Gatys report (report/index.html).
+#            build the comparison report (report/index.html).
 # make test: set up .venv and run the test suite.
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -26,9 +26,7 @@ translate-demo: setup
 		--direction BtoA --overwrite --gallery
 
 report-demo: setup
-	$(PY) report.py --dataset datasets/demo --checkpoint runs/quickstart --direction BtoA \
-		--style datasets/demo/trainA/0000.png datasets/demo/trainA/0001.png \
-		--gatys-config experiments/gatys_quick.yaml --out report
+	$(PY) report.py --config experiments/report_demo.yaml --output report
 
 test: setup
 	$(PY) -m pytest -q

@@ -1,59 +1,103 @@
-"""Gatys et al. neural style transfer of one image or a folder.
+r"""Gatys et al. neural style transfer by optimisation, for one image or a folder.
 
-    python stylize.py --config experiments/gatys.yaml --content photo.jpg --style monet.jpg --output out/
-    python stylize.py --content photos/ --style a.jpg b.jpg --output out/ image.style_blend=0.7,0.3
-    python stylize.py --content photo.jpg --style s.jpg --output out/ --vgg-weights vgg19-d01eb7cb.pth \
-        loss.content_weight=5 loss.style_weight=100      # the Caffe VGG-19 and its weights
-    python stylize.py --config experiments/gatys.yaml --dry-run optim.steps=500   # print the resolved config
+examples:
+  python stylize.py --config experiments/gatys.yaml --input photo.jpg --style monet.jpg --output out/
+  python stylize.py --input photos/ --style a.jpg b.jpg --output out/ image.style_blend=[0.7,0.3]
+  python stylize.py --input photo.jpg --style s.jpg --output out/ --vgg-weights vgg19-d01eb7cb.pth \
+      loss.content_weight=5 loss.style_weight=100     # the Caffe VGG-19 and its loss weights
+  python stylize.py --config experiments/gatys.yaml --dry-run optim.steps=500
 
-Overrides are ``key.sub=value`` as for train.py; an unknown key or a bad value names the valid ones.
+Same rules as test.py: the output folder is never the input folder or inside it, existing
+outputs are skipped unless --overwrite, every input gets a unique output name, an unreadable
+file is reported and skipped. OUTPUT/gatys_run.json records the settings, the VGG weights used,
+each image's final losses and the seconds per image.
+
+exit status: 0 at least one image done, 1 nothing done, 2 error, 130 interrupted
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
-from pathlib import Path
 
-from data.image_io import BadImageError
-from models.vgg import VGGWeightsUnavailable
-from options.config import ConfigError, config_to_yaml
-from options.gatys_config import load_gatys_config
-from utils.stylize import content_files, stylize_files
+from options import cli
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = cli.parser(__doc__, prog="stylize.py")
+    cli.add_config(p, what="Gatys settings (YAML; default: the built-in defaults)")
+    p.add_argument("--input", "--content", dest="input", help="content image or folder of images")
+    p.add_argument("--style", nargs="+", default=[], metavar="IMAGE", help="one or more style images (blended)")
+    p.add_argument("--style-weights", nargs="+", type=float, default=[], metavar="W", help="blend weights")
+    cli.add_output(p, "folder for the results (<name>.png) and gatys_run.json")
+    cli.add_device(p, default=None)
+    cli.add_overwrite(p)
+    p.add_argument("--recursive", action="store_true", help="also stylize images in sub-folders")
+    p.add_argument("--vgg-weights", metavar="FILE", help="shortcut for vgg.weights=FILE (a local VGG-19 file)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return p.parse_intermixed_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", default=None, help="YAML file (default: the built-in defaults)")
-    parser.add_argument("--content", help="content image or folder of images")
-    parser.add_argument("--style", nargs="+", default=[], help="one or more style images (blended)")
-    parser.add_argument("--output", help="folder for the results (<name>.png) and gatys_run.json")
-    parser.add_argument("--vgg-weights", default=None, help="shortcut for vgg.weights=PATH (local VGG-19 file)")
-    parser.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
-    parser.add_argument("overrides", nargs="*", help="key.sub=value config overrides")
-    args = parser.parse_args(argv)
-    overrides = list(args.overrides)
-    if args.vgg_weights:
-        overrides.insert(0, f"vgg.weights={args.vgg_weights}")
-    try:
-        cfg = load_gatys_config(args.config, overrides)
-    except ConfigError as e:
-        print(f"config error: {e}", file=sys.stderr)
-        return 2
-    if args.dry_run:
-        print(config_to_yaml(cfg), end="")
-        return 0
-    if not (args.content and args.style and args.output):
-        parser.error("--content, --style and --output are required (or use --dry-run)")
-    try:
-        files, root = content_files(args.content)
-        run = stylize_files(cfg, files, [Path(p) for p in args.style], args.output, root=root)
-    except (VGGWeightsUnavailable, FileNotFoundError, BadImageError, ConfigError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    print(f"wrote {len(run.outputs)} image(s) to {args.output}: {run.seconds_per_image:.2f} s/image on {run.device}, "
-          f"{run.steps} steps, {run.vgg}")
-    return 0
+    args = parse_args(argv)
+
+    def body() -> int:
+        from options.config import to_yaml
+        from options.gatys import load_gatys_config
+
+        settings = list(args.overrides)
+        if args.vgg_weights:
+            settings.insert(0, f"vgg.weights={args.vgg_weights}")
+        if args.device:
+            settings.append(f"device={args.device}")
+        if args.no_progress:
+            settings.append("progress=false")
+        cfg = load_gatys_config(args.config, settings)
+        if args.dry_run:
+            print(to_yaml(cfg), end="")
+            return cli.EXIT_DONE
+        missing = [f for f, v in (("--input", args.input), ("--style", args.style), ("--output", args.output)) if not v]
+        if missing:
+            from utils.errors import UserError
+
+            raise UserError(f"{', '.join(missing)} required (or use --dry-run)")
+        from pathlib import Path
+
+        from methods.gatys import GatysMethod
+        from options.methods import MethodOptions
+        from utils.device import resolve_device
+        from utils.translate import FolderJob, run_folder
+
+        opts = MethodOptions(method="gatys", style=args.style, style_weights=args.style_weights,
+                             config=args.config or "", settings=settings)
+        method = GatysMethod.build(opts, None, resolve_device(cfg.device))
+        print(method.describe())
+        if not method.vgg.pretrained:
+            print(f"WARNING: Gatys runs with a {method.vgg.label}: the images show what the optimisation does, "
+                  f"not real style transfer", file=sys.stderr)
+        job = FolderJob(Path(args.input), Path(args.output), recursive=args.recursive, overwrite=args.overwrite,
+                        keep_alpha=False, batch_size=cfg.batch_size, progress=not args.no_progress)
+        summary = run_folder(method, job)
+        for path, reason in summary.failed:
+            print(f"  failed: {path}: {reason}", file=sys.stderr)
+        if summary.translated:
+            record = {"images": summary.translated, "seconds": summary.method_seconds,
+                      "seconds_per_image": summary.seconds_per_image, "device": str(method.device),
+                      "settings": method.settings(), "losses": summary.losses,
+                      "outputs": [str(dst) for _, dst in summary.pairs], "config": json.loads(json.dumps(
+                          __import__("dataclasses").asdict(cfg)))}
+            (job.output / "gatys_run.json").write_text(json.dumps(record, indent=2))
+            print(f"wrote {summary.translated} image(s) to {job.output}: {summary.seconds_per_image:.2f} s/image on "
+                  f"{method.device}; skipped {summary.skipped} (already there), failed {len(summary.failed)}")
+            return cli.EXIT_DONE
+        if summary.skipped:
+            print(f"nothing to do: all {summary.skipped} outputs already exist in {job.output} (--overwrite)")
+            return cli.EXIT_NOTHING
+        print(f"nothing done: no image of {args.input} could be stylized", file=sys.stderr)
+        return cli.EXIT_NOTHING
+
+    return cli.run(body)
 
 
 if __name__ == "__main__":

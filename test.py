@@ -1,12 +1,25 @@
-"""Translate images with a trained generator: ours or the public reference's pretrained files.
+r"""Translate or stylize a folder of images (or one image) with a trained model.
 
-    python test.py --checkpoint runs/monet --input datasets/monet2photo/testB --output results/monet --direction BtoA
-    python test.py --checkpoint style_monet.pth --input photos/ --output monet/ --recursive --gallery
-    python test.py --checkpoint runs/monet/checkpoints/step_00100000.pt --input big.jpg --output out/ --max-size 1024
+Works with CycleGAN runs and the public reference's pretrained generators, Johnson fast-style
+networks (ours and PyTorch's fast_neural_style files), and WCT / AdaIN decoders with any style
+image. The method is read off --checkpoint unless --method says it.
 
-Exit status: 0 when at least one image was translated (or all outputs were already there),
-1 when nothing could be translated (no images, or every file failed), 2 when an error
-stopped the run (unreadable checkpoint, bad option, missing input).
+examples:
+  python test.py --checkpoint runs/monet --input datasets/monet2photo/testB --output results/monet --direction BtoA
+  python test.py --checkpoint style_monet --input photos/ --output monet/ --recursive --gallery
+  python test.py --checkpoint runs/monet/checkpoints/step_00100000.pt --input big.jpg --output out/ --max-size 1024
+  python test.py --checkpoint runs/johnson_demo --input photos/ --output out/ --preserve-color
+  python test.py --checkpoint candy --input photos/ --output candy/
+  python test.py --checkpoint runs/wct_demo --input photos/ --output out/ --style a.jpg b.jpg \
+      --style-weights 0.7 0.3 --alpha 0.6
+  python test.py --checkpoint runs/wct_demo --method adain --input photos/ --output out/ --style a.jpg
+  python test.py --checkpoint runs/wct_demo --input photos/ --output out/ --style a.jpg levels=[relu4_1,relu3_1]
+
+Trailing key=value arguments set the method's own settings (--config FILE holds them in YAML):
+CycleGAN ngf= n_blocks= (force the architecture), WCT levels= transform= (see docs/methods.md).
+
+exit status: 0 at least one image done (or all outputs already there), 1 nothing done (no
+images, or every file failed), 2 error (bad checkpoint or option, unusable output), 130 interrupted
 """
 
 from __future__ import annotations
@@ -14,65 +27,93 @@ from __future__ import annotations
 import argparse
 import sys
 
-from utils.checkpoint import CheckpointError
-from utils.translate import OUTPUT_FORMATS, TranslateError, describe_loaded, load_generator, translate_folder
+from options import cli
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = cli.parser(__doc__, prog="test.py")
     p.add_argument("--checkpoint", required=True,
-                   help="run folder (newest checkpoint), checkpoint file, or reference generator .pth")
+                   help="run folder (newest checkpoint), checkpoint file, foreign weights file, or a downloaded "
+                        "model's name (style_monet, candy, ...)")
     p.add_argument("--input", required=True, help="folder of images, or one image")
-    p.add_argument("--output", required=True, help="folder for the translated images")
+    cli.add_output(p, "folder for the results (not the input folder or inside it)", required=True)
+    p.add_argument("--method", default="auto", choices=["auto", "cyclegan", "johnson", "wct", "adain"],
+                   help="auto: read off the checkpoint")
     p.add_argument("--direction", choices=["AtoB", "BtoA"], default="AtoB",
-                   help="AtoB uses G_A, BtoA uses G_B (a single-generator .pth ignores this)")
-    p.add_argument("--recursive", action="store_true", help="also translate images in sub-folders")
-    p.add_argument("--format", choices=["png", *[f for f in OUTPUT_FORMATS if f != "png"], "same"], default="png",
+                   help="CycleGAN: AtoB uses G_A, BtoA uses G_B (a single-generator file ignores this)")
+    p.add_argument("--style", nargs="+", default=[], metavar="IMAGE", help="style image(s): WCT and AdaIN")
+    p.add_argument("--style-weights", nargs="+", type=float, default=[], metavar="W",
+                   help="blend several style images, or a multi-style Johnson network's styles")
+    p.add_argument("--alpha", type=float, default=1.0, help="WCT / AdaIN: 1 = fully stylized, 0 = the content")
+    p.add_argument("--preserve-color", action="store_true", help="keep the content's colours (luminance-only)")
+    p.add_argument("--config", metavar="FILE", help="the method's settings (YAML)")
+    p.add_argument("settings", nargs="*", metavar="key=value", help="the method's settings")
+    p.add_argument("--recursive", action="store_true", help="also process images in sub-folders")
+    p.add_argument("--format", choices=["png", "jpg", "webp", "bmp", "tif", "same"], default="png",
                    help="output file format (same: each input's own)")
     p.add_argument("--quality", type=int, default=95, help="JPEG / WebP quality")
-    p.add_argument("--overwrite", action="store_true", help="replace outputs that already exist")
-    p.add_argument("--alpha", choices=["keep", "drop"], default="keep",
-                   help="keep: put an input's transparency back on its output; drop: opaque RGB outputs")
-    p.add_argument("--load-size", type=int, help="translate at this shorter side (output resized back)")
-    p.add_argument("--max-size", type=int, help="translate at most this longer side (huge images; resized back)")
-    p.add_argument("--ngf", type=int, help="force the generator width instead of reading it from the file")
-    p.add_argument("--n-blocks", type=int, help="force the residual block count instead of reading it")
-    p.add_argument("--batch-size", type=int, default=4, help="images of equal size translated together")
-    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:N")
-    p.add_argument("--amp", choices=["off", "bf16", "fp16"], default="off", help="autocast precision (fp16: CUDA only)")
+    cli.add_overwrite(p)
+    p.add_argument("--alpha-channel", choices=["keep", "drop"], default="keep", dest="alpha_channel",
+                   help="keep: put an input's transparency back on its output; drop: opaque outputs")
+    p.add_argument("--load-size", type=int, help="process at this shorter side (output resized back)")
+    p.add_argument("--max-size", type=int, help="process at most this longer side (huge images; resized back)")
+    p.add_argument("--ngf", type=int, help="CycleGAN: force the generator width (= the setting ngf=N)")
+    p.add_argument("--n-blocks", type=int, help="CycleGAN: force the residual block count (= n_blocks=N)")
+    p.add_argument("--batch-size", type=int, default=4, help="images of equal size processed together")
+    cli.add_device(p)
+    p.add_argument("--amp", choices=["off", "bf16", "fp16"], default="off", help="autocast precision (fp16: CUDA)")
     p.add_argument("--workers", type=int, default=2, help="threads decoding and encoding images")
     p.add_argument("--gallery", action="store_true", help="write OUTPUT/index.html: input | output per row")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    return p.parse_args(argv)
+    return p.parse_intermixed_args(argv)
+
+
+def method_options(args: argparse.Namespace):
+    from options.config import build
+    from options.methods import MethodOptions
+
+    settings = list(args.settings)
+    settings += [f"ngf={args.ngf}"] if args.ngf is not None else []
+    settings += [f"n_blocks={args.n_blocks}"] if args.n_blocks is not None else []
+    return build(MethodOptions, {
+        "method": args.method, "checkpoint": args.checkpoint, "direction": args.direction, "style": args.style,
+        "style_weights": args.style_weights, "alpha": args.alpha, "preserve_color": args.preserve_color,
+        "config": args.config or "", "settings": settings, "amp": args.amp})
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    try:
-        generator, info = load_generator(args.checkpoint, args.direction, args.ngf, args.n_blocks, args.device)
-        print(describe_loaded(info))
-        if info["note"]:
-            print(f"note: {info['note']}")
-        summary = translate_folder(
-            generator, args.input, args.output, device=args.device, amp=args.amp, recursive=args.recursive,
-            batch_size=args.batch_size, fmt=args.format, quality=args.quality, overwrite=args.overwrite,
-            alpha=args.alpha, load_size=args.load_size, max_size=args.max_size, workers=args.workers,
-            progress=not args.no_progress, gallery=args.gallery,
-            gallery_title=f"{args.input} -> {args.output} ({info['net'] or 'generator'}, {info['path']})",
-        )
-    except (CheckpointError, TranslateError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(summary.line())
-    for path, reason in summary.failed:
-        print(f"  failed: {path}: {reason}", file=sys.stderr)
-    if args.gallery:
-        print(f"gallery: {summary.output / 'index.html'}")
-    if summary.translated + summary.skipped == 0:
-        print(f"error: nothing translated from {args.input}"
-              + ("" if summary.failed else " (no images found; add --recursive for sub-folders?)"), file=sys.stderr)
-        return 1
-    return 0
+
+    def body() -> int:
+        from pathlib import Path
+
+        from methods import load_method
+        from utils.gallery import write_gallery
+        from utils.translate import FolderJob, run_folder
+
+        method = load_method(method_options(args), args.device)
+        print(method.describe())
+        job = FolderJob(Path(args.input), Path(args.output), recursive=args.recursive, fmt=args.format,
+                        quality=args.quality, overwrite=args.overwrite, keep_alpha=args.alpha_channel == "keep",
+                        load_size=args.load_size, max_size=args.max_size, batch_size=args.batch_size,
+                        workers=args.workers, progress=not args.no_progress)
+        summary = run_folder(method, job)
+        print(summary.line())
+        for path, reason in summary.failed:
+            print(f"  failed: {path}: {reason}", file=sys.stderr)
+        if args.gallery:
+            settings = ", ".join(f"{k} {v}" for k, v in method.settings().items() if v not in (None, [], ""))
+            index = write_gallery(job.output, summary.pairs, summary.failed,
+                                  title=f"{method.name}: {args.input} -> {args.output}", subtitle=settings)
+            print(f"gallery: {index}")
+        if summary.translated + summary.skipped == 0:
+            print(f"nothing done: no image of {args.input} could be processed"
+                  + ("" if summary.failed else " (no images found; add --recursive for sub-folders?)"),
+                  file=sys.stderr)
+            return cli.EXIT_NOTHING
+        return cli.EXIT_DONE
+
+    return cli.run(body)
 
 
 if __name__ == "__main__":

@@ -1,9 +1,20 @@
-"""Train CycleGAN.
+r"""Train a model: CycleGAN, a Johnson fast-style network, or WCT / AdaIN decoders (the config's
+``method`` key says which).
 
-    python train.py --config experiments/quickstart.yaml [key.sub=value ...]
-    python train.py --config experiments/monet.yaml --dry-run
-    python train.py --resume runs/quickstart [key.sub=value ...]
-    torchrun --nproc_per_node=4 train.py --config experiments/monet.yaml
+examples:
+  python train.py --config experiments/quickstart.yaml            # CycleGAN on the built-in demo data
+  python train.py --config experiments/monet.yaml                 # the paper's setting on monet2photo
+  python train.py --config experiments/monet.yaml --dry-run optim.lr=1e-4
+  python train.py --config experiments/johnson_demo.yaml          # one fast style-transfer network
+  python train.py --config experiments/wct_demo.yaml              # decoders for WCT and AdaIN
+  python train.py --resume runs/quickstart                        # continue, with the stored config
+  python train.py --resume runs/quickstart optim.n_epochs=10      # continue for longer
+  torchrun --standalone --nproc_per_node=4 train.py --config experiments/monet.yaml
+
+The run folder is log.root/name (or --output); it holds config.yaml, checkpoints/ and tb/.
+A fresh run refuses a folder that holds a run: resume it, choose another name, or --overwrite.
+
+exit status: 0 trained, 1 nothing to do (the run is already complete), 2 error, 130 interrupted
 """
 
 from __future__ import annotations
@@ -12,57 +23,85 @@ import argparse
 import sys
 from pathlib import Path
 
-from data.unaligned import DatasetError
-from options.config import ConfigError, apply_override, config_from_dict, config_to_yaml, load_config
-from utils.checkpoint import CheckpointError, resolve_checkpoint
-from utils.trainer import Trainer, TrainingError
+from options import cli
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", help="YAML config (see experiments/)")
-    parser.add_argument("--resume", help="run folder or checkpoint file to continue from")
-    parser.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
-    parser.add_argument("overrides", nargs="*", help="key.sub=value overrides, e.g. optim.lr=1e-4")
-    return parser.parse_args(argv)
+    p = cli.parser(__doc__, prog="train.py")
+    cli.add_config(p)
+    p.add_argument("--resume", metavar="RUN", help="run folder (newest good checkpoint) or checkpoint file")
+    cli.add_output(p, "run folder (overrides log.root and name)")
+    cli.add_device(p, default=None)
+    cli.add_overwrite(p, "start afresh in a run folder that holds a run, deleting its checkpoints and logs")
+    return p.parse_intermixed_args(argv)
 
 
 def resolve_config(args: argparse.Namespace):
+    """Config file (or the resumed checkpoint's stored config, or defaults) + overrides."""
+    from options.training import load_training_config
+
     overrides = list(args.overrides)
+    if args.output:
+        out = Path(args.output)
+        overrides += [f"log.root={out.parent.as_posix() or '.'}", f"name={out.name}"]
+    if args.device:
+        overrides.append(f"device={args.device}")
     if args.resume:
         overrides.append(f"resume={args.resume}")
-    if args.config:
-        return load_config(args.config, overrides)
-    if args.resume:
-        # No config file: continue with the config stored in the checkpoint.
-        ckpt_path, ckpt = resolve_checkpoint(args.resume)
-        cfg_dict = ckpt["config"]
-        # Keep writing into the run folder being resumed, even if it was moved or copied since.
-        run_dir = ckpt_path.parent.parent if ckpt_path.parent.name == "checkpoints" else None
-        if run_dir is not None:
-            cfg_dict.setdefault("log", {})["root"] = str(run_dir.parent)
-            cfg_dict["name"] = run_dir.name
-        for override in overrides:
-            apply_override(cfg_dict, override)
-        return config_from_dict(cfg_dict)
-    return load_config(None, overrides)
+    if args.config or not args.resume:
+        return load_training_config(args.config, overrides)
+    from utils.checkpoint import read_training_checkpoint, run_folder_of
+
+    ckpt = read_training_checkpoint(args.resume)
+    base = dict(ckpt.config)
+    base.setdefault("method", ckpt.method)
+    run = run_folder_of(ckpt.path)
+    if run is not None and not args.output:  # keep writing into the run folder being resumed, even if moved
+        base["log"] = {**base.get("log", {}), "root": run.parent.as_posix()}
+        base["name"] = run.name
+    return load_training_config(None, overrides, base=base)
+
+
+def dry_run_notes(cfg) -> list[str]:
+    """Comment lines for --dry-run: what data the run holds out and how long it is."""
+    notes = [f"# method {cfg.method}: run folder {cfg.run_dir}, {cfg.total_epochs} epochs"]
+    data = getattr(cfg, "data", None)
+    if data is not None and hasattr(data, "val_images"):
+        if data.val_images:
+            notes.append(f"# validation: the last {data.val_images} images of trainA/ and of trainB/ are held out of "
+                         f"training (data.val_images)")
+        else:
+            notes.append("# trains on every image of trainA/ and trainB/ (data.val_images=0)")
+    ev = getattr(cfg, "eval", None)
+    if ev is not None and getattr(ev, "every_epochs", 0):
+        notes.append(f"# FID/KID on testA/testB every {ev.every_epochs} epoch(s) (eval.every_epochs)")
+    return notes
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    try:
+
+    def body() -> int:
+        from options.config import to_yaml
+
         cfg = resolve_config(args)
         if args.dry_run:
-            print(config_to_yaml(cfg), end="")
-            return 0
-        if cfg.resume and not Path(cfg.resume).exists():
-            raise CheckpointError(f"resume={cfg.resume}: no such run folder or checkpoint file")
-        result = Trainer(cfg).fit()
-    except (ConfigError, DatasetError, CheckpointError, TrainingError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(f"done: epoch {result.epoch}, step {result.step}, last checkpoint {result.last_checkpoint}")
-    return 0
+            print("\n".join(dry_run_notes(cfg)))
+            print(to_yaml(cfg), end="")
+            return cli.EXIT_DONE
+        from training import build_trainer
+
+        trainer = build_trainer(cfg, overwrite=args.overwrite)
+        if trainer.epoch >= cfg.total_epochs:
+            trainer.close()
+            print(f"nothing to do: {trainer.run_dir} has completed {trainer.epoch} of {cfg.total_epochs} epochs "
+                  f"(to train longer raise optim.n_epochs or optim.n_epochs_decay)", file=sys.stderr)
+            return cli.EXIT_NOTHING
+        result = trainer.fit()
+        print(f"done: epoch {result.epoch}, step {result.step}, last checkpoint {result.last_checkpoint}")
+        return cli.EXIT_DONE
+
+    return cli.run(body)
 
 
 if __name__ == "__main__":

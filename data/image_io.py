@@ -1,7 +1,21 @@
-"""Reading images of any mode into 8-bit RGB, and listing image folders."""
+"""Every image <-> tensor conversion of the project, in one module.
+
+* **Decoding**: any file PIL reads -> 8-bit RGB (EXIF orientation applied, greyscale, palette,
+  CMYK, 16-bit and float images converted, transparency composited on a background), with the
+  alpha channel kept apart when asked. Bad files raise :class:`BadImageError` naming the file.
+* **Encoding**: PNG / JPEG / WebP / BMP / TIFF, written through a temp file + rename.
+* **Value ranges**: images travel as uint8 ``(C, H, W)`` tensors in [0, 255] until they reach a
+  network; each method converts to its own range with the functions here: ``[-1, 1]``
+  (CycleGAN), ``[0, 1]`` (VGG, Gatys, WCT), ``[0, 255]`` (Johnson's convention).
+* **Sizes**: the working size of an image (shorter side to ``load_size``, longer side capped at
+  ``max_size``, or longer side to ``size``) and reflection padding to a multiple of a network's
+  stride, cropped back after.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import warnings
 from pathlib import Path
 
@@ -9,6 +23,15 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
+# --format value -> (PIL format, file suffix); "same" keeps each input's own suffix.
+OUTPUT_FORMATS: dict[str, tuple[str, str]] = {
+    "png": ("PNG", ".png"), "jpg": ("JPEG", ".jpg"), "webp": ("WEBP", ".webp"), "bmp": ("BMP", ".bmp"),
+    "tif": ("TIFF", ".tif"),
+}
+_SUFFIX_FORMAT = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".bmp": "BMP", ".tif": "TIFF",
+                  ".tiff": "TIFF", ".ppm": "PPM", ".pgm": "PPM"}
+_NO_ALPHA_FORMATS = ("JPEG", "BMP", "PPM")
+WHITE = (255, 255, 255)
 
 
 class BadImageError(Exception):
@@ -20,29 +43,34 @@ class BadImageError(Exception):
         self.reason = reason
 
 
+# ---------------------------------------------------------------------------------------------
+# Listing and decoding
+
+
 def is_image_file(path: str | Path) -> bool:
     return str(path).lower().endswith(IMG_EXTENSIONS)
 
 
 def list_images(folder: str | Path, recursive: bool = True) -> list[Path]:
-    """Sorted image files under ``folder`` (by extension; contents are checked on load)."""
+    """Sorted image files under ``folder`` (by extension; contents are checked on load). Dangling
+    symbolic links are listed too, so a caller reports them as failed instead of missing them."""
     folder = Path(folder)
     pattern = "**/*" if recursive else "*"
-    return sorted(p for p in folder.glob(pattern) if p.is_file() and is_image_file(p))
+    return sorted(p for p in folder.glob(pattern) if (p.is_file() or p.is_symlink()) and is_image_file(p))
 
 
-def to_8bit_rgb(img: Image.Image, background: tuple[int, int, int] = (255, 255, 255)) -> Image.Image:
-    """Any decoded PIL image -> 8-bit RGB (16-bit scaled, transparency composited on ``background``)."""
+def to_8bit_rgb(img: Image.Image, background: tuple[int, int, int] = WHITE) -> Image.Image:
+    """Any decoded PIL image -> 8-bit RGB (16-bit scaled with rounding, transparency composited on ``background``)."""
     if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
         arr = np.asarray(img).astype(np.float64)
         # 16-bit PNGs decode as 'I' or 'I;16' with values in 0..65535.
         scale = 257.0 if arr.max(initial=0) > 255 or img.mode.startswith("I;16") else 1.0
-        arr = np.clip(arr / scale, 0, 255).astype(np.uint8)
+        arr = np.clip(np.rint(arr / scale), 0, 255).astype(np.uint8)
         return Image.fromarray(arr, mode="L").convert("RGB")
     if img.mode == "F":
         arr = np.asarray(img)
         lo, hi = float(np.min(arr)), float(np.max(arr))
-        arr = ((arr - lo) / (hi - lo + 1e-12) * 255).astype(np.uint8)
+        arr = np.rint((arr - lo) / (hi - lo + 1e-12) * 255).astype(np.uint8)
         return Image.fromarray(arr, mode="L").convert("RGB")
     if img.mode == "P" and "transparency" in img.info:
         img = img.convert("RGBA")
@@ -53,15 +81,31 @@ def to_8bit_rgb(img: Image.Image, background: tuple[int, int, int] = (255, 255, 
     return img.convert("RGB")
 
 
-def load_rgb(path: str | Path, background: tuple[int, int, int] = (255, 255, 255)) -> Image.Image:
-    """Decode any image file as 8-bit RGB, EXIF orientation applied.
+def _alpha_of(img: Image.Image) -> Image.Image | None:
+    """The alpha channel, or None when the image has no transparency or is fully opaque."""
+    if "A" in img.getbands() or "transparency" in img.info:
+        with contextlib.suppress(ValueError, OSError):  # exotic modes without an RGBA conversion: no alpha
+            a = img.convert("RGBA").getchannel("A")
+            return None if a.getextrema() == (255, 255) else a
+    return None
 
-    Greyscale, palette, CMYK, 16-bit and float images are converted; transparency is
-    composited onto ``background``. Raises :class:`BadImageError` (naming the file) for an
-    empty, truncated, non-image or decompression-bomb file.
+
+def split_alpha(img: Image.Image, background: tuple[int, int, int] = WHITE) -> tuple[Image.Image, Image.Image | None]:
+    """Any-mode image -> (8-bit RGB composited on ``background``, alpha channel or None)."""
+    return to_8bit_rgb(img, background), _alpha_of(img)
+
+
+def read_image(path: str | Path, keep_alpha: bool = False, background: tuple[int, int, int] = WHITE
+               ) -> tuple[Image.Image, Image.Image | None]:
+    """Decode a file, EXIF orientation applied -> (8-bit RGB, alpha or None).
+
+    Raises :class:`BadImageError` (naming the file) for a missing, empty, truncated, non-image
+    or decompression-bomb file.
     """
     path = Path(path)
     try:
+        if not path.exists():
+            raise BadImageError(path, "file not found (a dangling symbolic link?)")
         if path.stat().st_size == 0:
             raise BadImageError(path, "file is empty (0 bytes)")
         with warnings.catch_warnings():
@@ -69,12 +113,147 @@ def load_rgb(path: str | Path, background: tuple[int, int, int] = (255, 255, 255
             with Image.open(path) as img:
                 img.load()  # decode now, so truncation shows up here and not later
                 img = ImageOps.exif_transpose(img)
-                return to_8bit_rgb(img, background)
+                return to_8bit_rgb(img, background), (_alpha_of(img) if keep_alpha else None)
     except BadImageError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         raise BadImageError(path, f"image too large ({e})") from e
     except UnidentifiedImageError as e:
         raise BadImageError(path, "not a readable image (unknown or corrupt format)") from e
+    except MemoryError as e:
+        raise BadImageError(path, "too large to decode in memory; use --max-size") from e
     except (OSError, ValueError, SyntaxError) as e:
         raise BadImageError(path, f"cannot decode ({e})") from e
+
+
+def load_rgb(path: str | Path, background: tuple[int, int, int] = WHITE) -> Image.Image:
+    """Decode any image file as 8-bit RGB (see :func:`read_image`)."""
+    return read_image(path, False, background)[0]
+
+
+# ---------------------------------------------------------------------------------------------
+# Encoding
+
+
+def output_suffix(fmt: str, source_suffix: str) -> str:
+    """The file suffix for ``--format fmt`` (``same``: the source's)."""
+    if fmt == "same":
+        return source_suffix
+    if fmt not in OUTPUT_FORMATS:
+        raise ValueError(f"unknown output format {fmt!r}; valid: same, {', '.join(OUTPUT_FORMATS)}")
+    return OUTPUT_FORMATS[fmt][1]
+
+
+def save_image(img: Image.Image, dst: str | Path, quality: int = 95) -> None:
+    """Write via a temp file + rename: an interrupted run never leaves a half file that a rerun would
+    skip. JPEG and BMP cannot hold alpha: it is dropped for them. Raises OSError on failure (the
+    temp file is removed)."""
+    dst = Path(dst)
+    fmt = _SUFFIX_FORMAT.get(dst.suffix.lower(), "PNG")
+    if fmt in _NO_ALPHA_FORMATS and img.mode in ("RGBA", "LA"):
+        img = img.convert(img.mode[:-1])
+    params = {"quality": quality} if fmt in ("JPEG", "WEBP") else {}
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
+    try:
+        img.save(tmp, format=fmt, **params)
+        os.replace(tmp, dst)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# PIL <-> uint8 tensors, and the value ranges of the networks (torch imported on use)
+
+
+def pil_to_uint8(img: Image.Image):  # -> torch.Tensor
+    """PIL RGB or L -> uint8 tensor (C, H, W)."""
+    import torch
+
+    arr = np.array(img, dtype=np.uint8, copy=True)
+    arr = arr.reshape(arr.shape[0], arr.shape[1], -1)
+    return torch.from_numpy(arr).permute(2, 0, 1).contiguous()
+
+
+def uint8_to_pil(x) -> Image.Image:
+    """uint8 tensor (C, H, W), C in (1, 3) -> PIL L or RGB."""
+    arr = x.detach().cpu().permute(1, 2, 0).numpy()
+    if arr.shape[2] not in (1, 3):
+        raise ValueError(f"{arr.shape[2]} channels cannot be saved as an image (1 or 3 can)")
+    return Image.fromarray(np.ascontiguousarray(arr[:, :, 0] if arr.shape[2] == 1 else arr))
+
+
+def to_model_range(x):
+    """uint8 [0, 255] -> float [-1, 1] (CycleGAN's range)."""
+    return x.float().div_(127.5).sub_(1.0)
+
+
+def to_uint8(x):
+    """float [-1, 1] -> uint8 [0, 255] (rounded)."""
+    return ((x.detach().float().clamp(-1, 1) + 1.0) * 127.5).round_().to(dtype=_uint8())
+
+
+def uint8_to_unit(x):
+    """uint8 [0, 255] -> float [0, 1] (VGG, Gatys, WCT)."""
+    return x.float().div_(255.0)
+
+
+def unit_to_uint8(x):
+    """float [0, 1] -> uint8 [0, 255] (rounded, clamped)."""
+    return (x.detach().float().clamp(0, 1) * 255.0).round_().to(dtype=_uint8())
+
+
+def _uint8():
+    import torch
+
+    return torch.uint8
+
+
+# ---------------------------------------------------------------------------------------------
+# Sizes
+
+
+def scaled_size(size: tuple[int, int], scale: float) -> tuple[int, int]:
+    w, h = size
+    return max(1, round(w * scale)), max(1, round(h * scale))
+
+
+def longer_side_to(size: tuple[int, int], target: int) -> tuple[int, int]:
+    """``(width, height)`` scaled so the longer side is ``target`` (aspect ratio kept; 0 = unchanged)."""
+    if not target or max(size) == target:
+        return size
+    return scaled_size(size, target / max(size))
+
+
+def working_size(size: tuple[int, int], load_size: int | None = None, max_size: int | None = None) -> tuple[int, int]:
+    """The ``(width, height)`` an image is processed at.
+
+    ``load_size``: scale so the shorter side is ``load_size`` (e.g. the 256 a model was trained
+    at). ``max_size``: then, if the longer side is still above ``max_size``, scale it down to
+    that (memory cap for huge images). Neither: the image's own size.
+    """
+    w, h = size
+    scale = load_size / min(w, h) if load_size else 1.0
+    if max_size and max(w, h) * scale > max_size:
+        scale = max_size / max(w, h)
+    return size if scale == 1.0 else scaled_size(size, scale)
+
+
+def padded_size(height: int, width: int, multiple: int = 4, minimum: int = 8) -> tuple[int, int]:
+    """The size a ``height x width`` image is padded to: multiples of ``multiple``, at least ``minimum``."""
+    return (max(minimum, -(-height // multiple) * multiple), max(minimum, -(-width // multiple) * multiple))
+
+
+def pad_to_multiple(x, multiple: int = 4, minimum: int = 8):
+    """Pad a float batch (N, C, H, W) by reflection (edge copies where reflection cannot reach)
+    so H and W are multiples of ``multiple``; returns (padded, top, left) to crop back with."""
+    import torch.nn.functional as F
+
+    h, w = x.shape[-2:]
+    ph, pw = padded_size(h, w, multiple, minimum)
+    top, left = (ph - h) // 2, (pw - w) // 2  # split the padding so both borders see the same context
+    pads = (left, pw - w - left, top, ph - h - top)
+    if pads == (0, 0, 0, 0):
+        return x, 0, 0
+    mode = "reflect" if max(pads[:2]) < w and max(pads[2:]) < h else "replicate"
+    return F.pad(x, pads, mode=mode), top, left

@@ -1,4 +1,4 @@
-"""Unaligned two-domain dataset (the reference's ``UnalignedDataset``) and its sampler.
+"""Unaligned two-domain dataset (the reference's ``UnalignedDataset``), its transforms and splits.
 
 A sample is ``{"A": uint8 (3, H, W), "B": uint8 (3, H, W), "skipped": str}``. Images stay
 8-bit until they reach the device (the trainer scales them to [-1, 1]), so workers never
@@ -11,7 +11,6 @@ came before it: a run resumed mid-epoch sees exactly the data it would have seen
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -19,14 +18,15 @@ from typing import Literal
 import numpy as np
 import torch
 from PIL import Image
-from torch.utils.data import Dataset, DistributedSampler, Sampler
+from torch.utils.data import Dataset
 
-from data.image_io import BadImageError, list_images, load_rgb
+from data.image_io import BadImageError, list_images, load_rgb, pil_to_uint8
+from utils.errors import UserError
 
 Preprocess = Literal["resize_and_crop", "crop", "scale_width", "scale_width_and_crop", "none"]
 
 
-class DatasetError(Exception):
+class DatasetError(UserError):
     """The dataset folder is missing or unusable; the message says what to do."""
 
 
@@ -81,21 +81,6 @@ def _multiple_of_4(img: Image.Image) -> Image.Image:
     w, h = img.size
     nw, nh = max(4, w // 4 * 4), max(4, h // 4 * 4)
     return img if (nw, nh) == (w, h) else img.resize((nw, nh), Image.Resampling.BICUBIC)
-
-
-def pil_to_uint8(img: Image.Image) -> torch.Tensor:
-    """PIL RGB -> uint8 tensor (3, H, W)."""
-    return torch.from_numpy(np.array(img, dtype=np.uint8, copy=True)).permute(2, 0, 1).contiguous()
-
-
-def to_model_range(x: torch.Tensor) -> torch.Tensor:
-    """uint8 [0, 255] -> float [-1, 1]."""
-    return x.float().div_(127.5).sub_(1.0)
-
-
-def to_uint8(x: torch.Tensor) -> torch.Tensor:
-    """float [-1, 1] -> uint8 [0, 255] (rounded)."""
-    return ((x.detach().float().clamp(-1, 1) + 1.0) * 127.5).round_().to(torch.uint8)
 
 
 def image_folder(root: Path, name: str) -> list[Path]:
@@ -171,28 +156,14 @@ class UnalignedDataset(Dataset):
         return {"A": A, "B": B, "skipped": "\n".join(skipped)}
 
 
-class EpochSampler(Sampler):
-    """A :class:`DistributedSampler` (shuffled, seeded, sharded by rank) that yields
-    ``(epoch, index)`` and can start part-way through an epoch (for mid-epoch resume).
-
-    Works unchanged in a single process (``num_replicas=1, rank=0``).
-    """
-
-    def __init__(self, dataset: Dataset, num_replicas: int = 1, rank: int = 0, shuffle: bool = True,
-                 seed: int = 0) -> None:
-        self.inner = DistributedSampler(dataset, num_replicas=num_replicas, rank=rank, shuffle=shuffle, seed=seed)
-        self.epoch = 0
-        self.start = 0
-
-    def set_epoch(self, epoch: int, start: int = 0) -> None:
-        """Select the epoch's permutation; skip its first ``start`` samples of this rank."""
-        self.inner.set_epoch(epoch)
-        self.epoch, self.start = epoch, start
-
-    def __iter__(self) -> Iterator[tuple[int, int]]:
-        for k, index in enumerate(self.inner):
-            if k >= self.start:
-                yield (self.epoch, index)
-
-    def __len__(self) -> int:
-        return max(0, len(self.inner) - self.start)
+def load_validation_images(paths: list[Path], transform: Transform) -> tuple[list[torch.Tensor], list[str]]:
+    """Held-out images decoded once, centre-cropped, as uint8 (3, H, W); unreadable ones are returned
+    as ``"<path>: <reason>"`` lines instead (warned about and counted like training images)."""
+    rng = np.random.default_rng(0)
+    images, skipped = [], []
+    for p in paths:
+        try:
+            images.append(pil_to_uint8(transform(load_rgb(p), rng)))
+        except BadImageError as e:
+            skipped.append(f"{e.path}: {e.reason}")
+    return images, skipped

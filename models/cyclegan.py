@@ -1,16 +1,21 @@
-"""Builders for the four CycleGAN networks and the two pair modules the trainer drives.
+"""The CycleGAN model: its four networks, the generator pass, and one step's objectives.
 
-Naming follows the paper: G_A: A -> B (G), G_B: B -> A (F), D_A judges domain B,
-D_B judges domain A.
+Naming follows the paper (Zhu et al. 2017): G_A: A -> B (G), G_B: B -> A (F), D_A judges
+domain B, D_B judges domain A. Per iteration the trainer (``training/cyclegan.py``) minimises
+:class:`GeneratorLosses` with D frozen, then :class:`DiscriminatorLosses`.
+
+To add a loss term: add a field to :class:`GeneratorLosses` and its expression in
+:meth:`GeneratorLosses.compute`; it is summed into the total and logged under the field's name.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import torch
 from torch import nn
 
+from models.losses import GanMode, discriminator_loss, gan_loss, l1
 from models.networks import InitKind, NLayerDiscriminator, NormKind, ResnetGenerator, UpsampleKind, init_weights
 
 
@@ -68,3 +73,73 @@ class DiscriminatorPair(nn.Module):
 
     def forward(self, images_B: torch.Tensor, images_A: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.D_A(images_B), self.D_B(images_A)
+
+
+@dataclass(frozen=True)
+class CycleWeights:
+    """The loss weights of the objective (``loss.*`` in the config)."""
+
+    lambda_A: float = 10.0  # cycle A -> B -> A
+    lambda_B: float = 10.0  # cycle B -> A -> B
+    lambda_identity: float = 0.5  # relative to the cycle weights, as in the reference
+    gan_mode: GanMode = "lsgan"
+
+
+class _Terms:
+    """Loss terms as dataclass fields: the total is their sum, the logs their names."""
+
+    @property
+    def total(self) -> torch.Tensor:
+        terms = [getattr(self, f.name) for f in fields(self)]  # type: ignore[arg-type]
+        out = terms[0]
+        for t in terms[1:]:
+            out = out + t
+        return out
+
+    def as_dict(self) -> dict[str, torch.Tensor]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}  # type: ignore[arg-type]
+
+
+@dataclass
+class GeneratorLosses(_Terms):
+    """The generator objective's terms, fp32 scalars (eqs. 1-3 and the identity loss of section 5.2)."""
+
+    G_A: torch.Tensor  # adversarial: D_A(G_A(A)) should say "real"
+    G_B: torch.Tensor  # D_B(G_B(B)) likewise
+    cycle_A: torch.Tensor  # lambda_A * |G_B(G_A(A)) - A|_1
+    cycle_B: torch.Tensor  # lambda_B * |G_A(G_B(B)) - B|_1
+    idt_A: torch.Tensor  # lambda_identity * lambda_B * |G_A(B) - B|_1
+    idt_B: torch.Tensor  # lambda_identity * lambda_A * |G_B(A) - A|_1
+
+    @classmethod
+    def compute(cls, tr: Translations, pred_fake_B: torch.Tensor, pred_fake_A: torch.Tensor,
+                real_A: torch.Tensor, real_B: torch.Tensor, w: CycleWeights) -> GeneratorLosses:
+        """``pred_fake_B`` = D_A(G_A(A)), ``pred_fake_A`` = D_B(G_B(B)) (logits); images in [-1, 1]."""
+        zero = real_A.new_zeros((), dtype=torch.float32)
+        identity = w.lambda_identity > 0
+        if identity and (tr.idt_A is None or tr.idt_B is None):
+            raise ValueError("identity images are needed when lambda_identity > 0")
+        return cls(
+            G_A=gan_loss(pred_fake_B, True, w.gan_mode),
+            G_B=gan_loss(pred_fake_A, True, w.gan_mode),
+            cycle_A=l1(tr.rec_A, real_A) * w.lambda_A,
+            cycle_B=l1(tr.rec_B, real_B) * w.lambda_B,
+            idt_A=l1(tr.idt_A, real_B) * w.lambda_B * w.lambda_identity if identity else zero,
+            idt_B=l1(tr.idt_B, real_A) * w.lambda_A * w.lambda_identity if identity else zero,
+        )
+
+
+@dataclass
+class DiscriminatorLosses(_Terms):
+    """Each 0.5 * (loss(D(real), 1) + loss(D(fake), 0)) on pooled fakes (section 7.1)."""
+
+    D_A: torch.Tensor  # real B vs fake B
+    D_B: torch.Tensor  # real A vs fake A
+
+    @classmethod
+    def compute(cls, D: DiscriminatorPair, real_A: torch.Tensor, real_B: torch.Tensor, fake_A: torch.Tensor,
+                fake_B: torch.Tensor, gan_mode: GanMode) -> DiscriminatorLosses:
+        pred_real_B, pred_real_A = D(real_B, real_A)
+        pred_fake_B, pred_fake_A = D(fake_B, fake_A)
+        return cls(D_A=discriminator_loss(pred_real_B, pred_fake_B, gan_mode),
+                   D_B=discriminator_loss(pred_real_A, pred_fake_A, gan_mode))

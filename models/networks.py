@@ -9,6 +9,7 @@ loads into :class:`ResnetGenerator` with ``load_state_dict`` and no conversion.
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 from typing import Literal
 
 import torch
@@ -163,6 +164,27 @@ class ResnetGenerator(nn.Module):
             else:
                 x = layer(x)
         return x
+
+
+@dataclass(frozen=True)
+class GeneratorArch:
+    """The :class:`ResnetGenerator` constructor arguments a state_dict was made with."""
+
+    input_nc: int = 3
+    output_nc: int = 3
+    ngf: int = 64
+    n_blocks: int = 9
+    norm: NormKind = "instance"
+    dropout: bool = False
+    upsample: UpsampleKind = "transpose"
+
+    def describe(self) -> str:
+        return (f"ResNet generator ngf={self.ngf}, n_blocks={self.n_blocks}, norm={self.norm}, "
+                f"dropout={self.dropout}, upsample={self.upsample}, channels {self.input_nc}->{self.output_nc}")
+
+    def build(self) -> ResnetGenerator:
+        return ResnetGenerator(self.input_nc, self.output_nc, self.ngf, self.n_blocks, self.norm, self.dropout,
+                               self.upsample)
 
 
 class NLayerDiscriminator(nn.Module):

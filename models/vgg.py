@@ -86,7 +86,7 @@ class VGG19Features(nn.Module):
     Args:
         layers: names of the layers whose activations :meth:`forward` returns.
         pooling: ``max`` (the trained network) or ``avg`` (Gatys et al. suggest it for
-            smoother images; seed 002 found it best with an lr scheduler).
+            smoother images; a student project report found it best with an lr scheduler).
         convention: input convention of the weights that will be loaded.
 
     ``forward(x)``: x (N, 3, H, W) RGB in [0, 1] -> {layer name: (N, C_l, H_l, W_l)}.

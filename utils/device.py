@@ -1,10 +1,16 @@
-"""Device choice and mixed-precision contexts shared by training, translation and Gatys."""
+"""Device choice and mixed-precision contexts shared by every command."""
 
 from __future__ import annotations
 
 import contextlib
 
 import torch
+
+from utils.errors import UserError
+
+
+class DeviceError(UserError, ValueError):
+    """A device or precision this machine cannot provide; the message says what to use instead."""
 
 
 def resolve_device(device: str | torch.device = "auto", cuda_index: int = 0) -> torch.device:
@@ -19,9 +25,18 @@ def resolve_device(device: str | torch.device = "auto", cuda_index: int = 0) -> 
     try:
         dev = torch.device(device)
     except (RuntimeError, ValueError) as e:
-        raise ValueError(f"unknown device {device!r}; valid: auto, cpu, cuda, cuda:N") from e
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} requested but CUDA is not available here; use device cpu or auto")
+        raise DeviceError(f"unknown device {device!r}; valid: auto, cpu, cuda, cuda:N, mps") from e
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise DeviceError(f"device {device!r} requested but CUDA is not available here; use cpu or auto")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise DeviceError(f"device {device!r}: this machine has {torch.cuda.device_count()} CUDA device(s), "
+                              f"cuda:0 to cuda:{torch.cuda.device_count() - 1}")
+    elif dev.type == "mps":
+        if not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+            raise DeviceError(f"device {device!r} requested but Apple's MPS is not available here; use cpu or auto")
+    elif dev.type != "cpu":
+        raise DeviceError(f"device {device!r} is not supported; valid: auto, cpu, cuda, cuda:N, mps")
     return dev
 
 
@@ -33,6 +48,6 @@ def autocast_context(device: torch.device, amp: str) -> contextlib.AbstractConte
         return torch.autocast(device.type, dtype=torch.bfloat16)
     if amp == "fp16":
         if device.type != "cuda":
-            raise ValueError(f"amp fp16 needs a CUDA device, this run uses {device}; use amp bf16 or off")
+            raise DeviceError(f"amp fp16 needs a CUDA device, this run uses {device}; use amp bf16 or off")
         return torch.autocast("cuda", dtype=torch.float16)
-    raise ValueError(f"unknown amp mode {amp!r}; valid: off, bf16, fp16")
+    raise DeviceError(f"unknown amp mode {amp!r}; valid: off, bf16, fp16")

@@ -74,10 +74,21 @@ def all_reduce_sum(value: torch.Tensor) -> torch.Tensor:
     return out
 
 
-def broadcast_flag(flag: bool, device: torch.device) -> bool:
-    """True on every rank if any rank says True (used for stop requests from signals)."""
+def any_rank(flag: bool, device: torch.device) -> bool:
+    """True on every rank if any rank says True (stop requests from signals). A collective and a
+    host read under DDP, so the trainer asks only every few steps."""
     if not is_distributed():
         return flag
     t = torch.tensor([1.0 if flag else 0.0], device=device)
     dist.all_reduce(t, op=dist.ReduceOp.MAX)
     return bool(t.item() > 0)
+
+
+def all_ranks_true(flag: torch.Tensor) -> torch.Tensor:
+    """A device bool that is True only if it is True on every rank: no host read, so a step can
+    decide to skip its update on every rank alike without synchronising with the host."""
+    if not is_distributed():
+        return flag
+    t = flag.to(torch.float32).reshape(1)
+    dist.all_reduce(t, op=dist.ReduceOp.MIN)
+    return t.reshape(()) > 0

@@ -28,16 +28,15 @@ class Logger:
         for key, value in values.items():
             self.writer.add_scalar(key, value, step)
 
-    def image_rows(self, step: int, rows: dict[str, list[torch.Tensor]]) -> None:
-        """Each row: images ``(N, 3, H, W)`` in [-1, 1]; the first of each batch is shown.
-
-        Rows are real | translated | reconstructed | identity, one grid per direction.
-        """
+    def image_rows(self, step: int, rows: dict[str, list[torch.Tensor]],
+                   value_range: tuple[float, float] = (-1.0, 1.0)) -> None:
+        """Each row: images ``(N, 3, H, W)`` in ``value_range``; the first of each batch is shown
+        (CycleGAN: real | translated | reconstructed | identity, one grid per direction)."""
         if self.writer is None:
             return
         for name, images in rows.items():
             tiles = [im[:1].detach().float().cpu() for im in images]
-            grid = make_grid(torch.cat(tiles, 0), nrow=len(tiles), normalize=True, value_range=(-1, 1))
+            grid = make_grid(torch.cat(tiles, 0), nrow=len(tiles), normalize=True, value_range=value_range)
             self.writer.add_image(f"images/{name}", grid, step)
 
     def close(self) -> None:

@@ -12,7 +12,7 @@
   24), and reported with the image counts.
 * PSNR and SSIM (scikit-image) need paired ground truth (the demo dataset's test split).
 
-Images enter as uint8 tensors (3, H, W) in [0, 255] (``data.unaligned.pil_to_uint8``).
+Images enter as uint8 tensors (3, H, W) in [0, 255] (``data.image_io.pil_to_uint8``).
 """
 
 from __future__ import annotations
@@ -269,15 +269,16 @@ def mean_psnr_ssim(outputs: Sequence[torch.Tensor], targets: Sequence[torch.Tens
 
 @torch.no_grad()
 def vgg_losses(extractor: nn.Module, outputs: Sequence[torch.Tensor], contents: Sequence[torch.Tensor],
-               grams_for: Callable[[int, int], dict[str, torch.Tensor]], weights: LossWeights,
-               device: str | torch.device = "cpu") -> tuple[float, float]:
+               grams_for: Callable[[int, int], dict[str, torch.Tensor]] | None, weights: LossWeights,
+               device: str | torch.device = "cpu") -> tuple[float, float | None]:
     """Mean unweighted content and style loss (:mod:`models.gatys`) of each output image.
 
     Args:
         outputs, contents: uint8 (3, H, W) tensors, pairwise the same size (content = the input
             the output was made from).
         grams_for: ``grams_for(height, width) -> {layer: (1, C, C)}``, the style targets for an
-            output of that size (style images resized as the Gatys run resized them).
+            output of that size (style images resized as the Gatys run resized them); None: no
+            style images, and the style loss is None.
         weights: :class:`models.gatys.LossWeights` (layer lists and per-layer weights).
     """
     lc, ls = [], []
@@ -288,8 +289,9 @@ def vgg_losses(extractor: nn.Module, outputs: Sequence[torch.Tensor], contents: 
             c = torch.nn.functional.interpolate(c, size=x.shape[-2:], mode="bilinear", antialias=True)
         fx, fc = extractor(x), extractor(c)
         lc.append(float(content_loss(fx, {n: fc[n] for n in weights.content_layers}, weights.content_layers)))
-        ls.append(float(style_loss(fx, grams_for(*x.shape[-2:]), weights.style_layers)))
-    return float(np.mean(lc)), float(np.mean(ls))
+        if grams_for is not None:
+            ls.append(float(style_loss(fx, grams_for(*x.shape[-2:]), weights.style_layers)))
+    return float(np.mean(lc)), (float(np.mean(ls)) if ls else None)
 
 
 def describe_device(device: str | torch.device) -> str:

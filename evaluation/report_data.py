@@ -1,0 +1,379 @@
+"""The comparison report's data: test set, each method's outputs (run or reused), every metric.
+
+For one test set, every method of the report config runs (or its earlier outputs are reused)
+through :func:`utils.translate.run_folder`, the batched path ``test.py`` uses, into
+``<out>/outputs/<slug>/``; then each output set is measured: FID/KID against the target
+domain's images, PSNR/SSIM against paired ground truth (the demo dataset), content and style
+loss under one VGG-19 (the Gatys defaults), and the method's own seconds per image.
+
+Outputs are reused only when ``<slug>/run.json`` records the same fingerprint: the method's
+settings and the size, mtime and head/tail hash of every file that shapes the outputs
+(checkpoint, style images, settings file) and of every input image. Rendering (HTML, Markdown,
+PNG) is :mod:`evaluation.render`; this module computes only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image
+from torch import nn
+
+from data.image_io import list_images, load_rgb, pil_to_uint8
+from evaluation.metrics import (
+    FidKid,
+    MetricUnavailable,
+    describe_device,
+    extract_features,
+    fid_kid,
+    load_inception,
+    psnr_ssim,
+    vgg_losses,
+)
+from methods import load_method, method_class
+from methods.base import Method, file_fingerprint
+from models.style_losses import LossWeights, resize_longer, style_grams, style_target_size
+from models.vgg import VGG19Features, VGGInfo, load_vgg19
+from options.report import ReportConfig
+from utils.checkpoint import open_weights
+from utils.errors import UserError
+from utils.translate import FolderJob, plan_outputs, run_folder
+
+Log = Callable[[str], None]
+
+
+class ReportError(UserError):
+    """The report's inputs are unusable; the message says what to pass instead."""
+
+
+# ---------------------------------------------------------------------------------------------
+# The test set
+
+
+@dataclass
+class TestSet:
+    """Test inputs with their output names, optional paired ground truth and FID reference set."""
+
+    inputs: list[Path]
+    names: list[str]  # each input's output file name, relative (unique, .png)
+    root: Path  # the inputs' folder (names are relative to it)
+    ground_truth: list[Path] | None = None  # aligned with inputs
+    reference: list[Path] = field(default_factory=list)  # real target-domain images for FID/KID
+    description: str = ""
+
+
+def _names(root: Path, inputs: list[Path]) -> list[str]:
+    out = Path("/nonexistent-report-names")  # only the relative names are used
+    return [str(dst.relative_to(out)) for _, dst in plan_outputs(root, out, files=inputs)]
+
+
+def dataset_test_set(root: str | Path, direction: str, limit: int = 0) -> TestSet:
+    """monet2photo layout: BtoA translates testB -> compared with testA, AtoB the reverse.
+
+    Ground truth exists only for the built-in demo dataset (``demo.json``): there
+    ``testA/<name>`` = painting(``testB/<name>``), so each direction's target is paired.
+    """
+    root = Path(root)
+    src, dst = ("testB", "testA") if direction == "BtoA" else ("testA", "testB")
+    for sub in (src, dst):
+        if not (root / sub).is_dir():
+            raise ReportError(f"{root / sub} does not exist; dataset= needs a folder with testA/ and testB/ "
+                              f"(monet2photo layout), or give input=FOLDER [ground_truth=DIR] [reference=DIR]")
+    inputs = list_images(root / src)[: limit or None]
+    if not inputs:
+        raise ReportError(f"{root / src} contains no images")
+    gt = None
+    if (root / "demo.json").is_file():
+        gt = [root / dst / p.relative_to(root / src) for p in inputs]
+        missing = [p for p in gt if not p.is_file()]
+        if missing:
+            raise ReportError(f"demo dataset {root} is incomplete: no ground truth {missing[0]}; regenerate it")
+    desc = f"{root}: {src} -> {dst} ({direction}){', paired ground truth from ' + dst if gt else ''}"
+    return TestSet(inputs, _names(root / src, inputs), root / src, gt, list_images(root / dst), desc)
+
+
+def folder_test_set(input: str | Path, ground_truth: str | Path | None = None, reference: str | Path | None = None,
+                    limit: int = 0) -> TestSet:
+    """Any folder of inputs; ``ground_truth`` holds same-named targets; ``reference`` the FID set
+    (default: the ground truth folder, if any)."""
+    root = Path(input)
+    if not root.is_dir():
+        raise ReportError(f"input={root} is not a folder")
+    inputs = list_images(root)[: limit or None]
+    if not inputs:
+        raise ReportError(f"{root} contains no images")
+    gt = None
+    if ground_truth:
+        by_stem = {p.relative_to(ground_truth).with_suffix(""): p for p in list_images(ground_truth)}
+        gt = [by_stem.get(p.relative_to(root).with_suffix("")) for p in inputs]
+        if any(g is None for g in gt):
+            missing = inputs[[g is None for g in gt].index(True)]
+            raise ReportError(f"no ground truth in {ground_truth} for {missing.name} (names must match)")
+    ref_dir = reference or ground_truth
+    refs = list_images(ref_dir) if ref_dir else []
+    return TestSet(inputs, _names(root, inputs), root, gt, refs,
+                   f"{root}{' with ground truth ' + str(ground_truth) if gt else ''}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Running or reusing the methods
+
+
+@dataclass
+class MethodRun:
+    """One method's outputs on the test set and how they were made."""
+
+    slug: str  # folder name under outputs/
+    key: str  # registry name (cyclegan, gatys, ...); "input" for the do-nothing row
+    title: str  # the table's row title
+    outputs: list[Path]  # aligned with the test inputs
+    seconds_per_image: float | None
+    device: str
+    reused: bool = False
+    description: str = ""
+    settings: dict[str, Any] = field(default_factory=dict)
+    run_dir: Path | None = None  # the training run the weights came from (for its curves)
+
+    @property
+    def short(self) -> str:
+        """A column title for the narrow grid."""
+        return re.sub(r"\s*[\[(].*$", "", self.title) or self.title
+
+
+def _slug(title: str, taken: set[str]) -> str:
+    base = re.sub(r"[^a-z0-9]+", "_", title.lower()).strip("_")[:40] or "method"
+    slug, k = base, 2
+    while slug in taken:
+        slug, k = f"{base}_{k}", k + 1
+    taken.add(slug)
+    return slug
+
+
+def _reusable(folder: Path, key: dict[str, Any], outputs: list[Path]) -> dict[str, Any] | None:
+    try:
+        meta = json.loads((folder / "run.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    if meta.get("key") != json.loads(json.dumps(key)) or not all(p.is_file() for p in outputs):
+        return None
+    return meta
+
+
+def _run_dir_of(method: Method) -> Path | None:
+    file = getattr(method, "file", None)
+    path = getattr(file, "path", None)
+    if path is not None and Path(path).parent.name == "checkpoints":
+        return Path(path).parent.parent
+    return None
+
+
+def run_methods(cfg: ReportConfig, test: TestSet, out: Path, device: torch.device, rerun: bool = False,
+                log: Log = print) -> list[MethodRun]:
+    """Each configured method on every test input (or its reused outputs), in config order."""
+    inputs_key = [file_fingerprint(p) for p in test.inputs]
+    runs, taken = [], {"input"}
+    for opts in cfg.methods:
+        opts = dataclasses.replace(opts)
+        name = opts.method if opts.method != "auto" else open_weights(opts.checkpoint, opts.direction).method
+        if not opts.style and cfg.style and method_class(name).takes_style:
+            opts.style, opts.style_weights = list(cfg.style), list(opts.style_weights or cfg.style_weights)
+        method = load_method(opts, device)
+        slug = _slug(opts.label or method.key, taken)
+        folder = out / "outputs" / slug
+        outputs = [folder / n for n in test.names]
+        key = {"method": method.fingerprint(), "inputs": inputs_key, "names": test.names}
+        meta = None if rerun else _reusable(folder, key, outputs)
+        if meta is not None:
+            log(f"{slug}: reusing {len(outputs)} outputs in {folder}")
+            runs.append(MethodRun(slug, method.key, method.name, outputs, meta["seconds_per_image"], meta["device"],
+                                  True, method.describe(), method.settings(), _run_dir_of(method)))
+            continue
+        log(method.describe())
+        job = FolderJob(test.root, folder, overwrite=True, keep_alpha=False, batch_size=cfg.batch_size,
+                        progress=False, files=test.inputs)
+        summary = run_folder(method, job)
+        if summary.failed:
+            raise ReportError(f"{method.name} failed on {summary.failed[0][0]}: {summary.failed[0][1]}; the report "
+                              f"needs every test image (fix or remove it, or set limit=)")
+        run = MethodRun(slug, method.key, method.name, outputs, summary.seconds_per_image,
+                        describe_device(method.device), False, method.describe(), method.settings(),
+                        _run_dir_of(method))
+        (folder / "run.json").write_text(json.dumps({"key": key, "seconds_per_image": run.seconds_per_image,
+                                                      "device": run.device, "images": len(outputs),
+                                                      "describe": run.description}, indent=2))
+        log(f"{slug}: {len(outputs)} images, {run.seconds_per_image:.4f} s/image on {run.device}")
+        runs.append(run)
+    return runs
+
+
+# ---------------------------------------------------------------------------------------------
+# Metrics
+
+
+def _load_u8(path: Path, size: tuple[int, int] | None = None) -> torch.Tensor:
+    img = load_rgb(path)
+    if size is not None and img.size != size:
+        img = img.resize(size, Image.Resampling.BICUBIC)
+    return pil_to_uint8(img)
+
+
+@dataclass
+class Row:
+    method: str  # slug
+    title: str
+    fid: FidKid | None
+    psnr: float | None
+    ssim: float | None
+    content_loss: float
+    style_loss: float | None  # None: no style images to compare with
+    seconds_per_image: float | None
+    device: str
+    per_image: dict[str, dict[str, float]] = field(default_factory=dict)
+
+
+@dataclass
+class Facts:
+    """What the notes under the table say: counts, where features came from, why a cell is empty."""
+
+    n_inputs: int
+    n_reference: int
+    n_ground_truth: int
+    fid_features: str = ""
+    fid_unavailable: str = ""
+    fid_notes: list[str] = field(default_factory=list)
+    kid_subset_size: int | None = None
+    vgg: str = ""
+    vgg_pretrained: bool = True
+    styles: list[Path] = field(default_factory=list)
+
+
+def scoring_extractor(cfg: ReportConfig, device: torch.device) -> tuple[VGG19Features, VGGInfo, LossWeights]:
+    s = cfg.scoring
+    weights = LossWeights(content_layers={n: 1.0 for n in s.content_layers},
+                          style_layers={n: 1.0 for n in s.style_layers})
+    net, info = load_vgg19(weights.layers, s.vgg.pooling, s.vgg.weights, s.vgg.preprocess,
+                           allow_download=s.vgg.download and cfg.download,
+                           random_if_unavailable=s.vgg.random_if_unavailable)
+    return net.to(device), info, weights
+
+
+def compute_rows(cfg: ReportConfig, test: TestSet, runs: list[MethodRun], device: torch.device,
+                 feature_extractor: nn.Module | None = None, log: Log = print) -> tuple[list[Row], Facts]:
+    """Every metric for every method (and the do-nothing row)."""
+    facts = Facts(len(test.inputs), len(test.reference), len(test.ground_truth) if test.ground_truth else 0,
+                  styles=[Path(s) for s in cfg.style])
+    inputs_u8 = [_load_u8(p) for p in test.inputs]
+
+    # FID / KID: one feature extractor, reference features computed once.
+    ref_feats, extractor_fid = None, feature_extractor
+    if extractor_fid is None:
+        try:
+            extractor_fid = load_inception(cfg.inception_weights or None, cfg.download)
+            facts.fid_features = "Inception-v3 (torch-fidelity FID weights), 2048-d pool features"
+        except MetricUnavailable as e:
+            facts.fid_unavailable = str(e)
+    else:
+        facts.fid_features = f"custom feature extractor {type(feature_extractor).__name__}"
+    if extractor_fid is not None and len(test.reference) < 2:
+        facts.fid_unavailable = f"needs >= 2 reference images, have {len(test.reference)} (set reference=FOLDER)"
+    if extractor_fid is not None and not facts.fid_unavailable:
+        log(f"fid/kid: features of {len(test.reference)} reference images")
+        ref_feats = extract_features(extractor_fid, (_load_u8(p) for p in test.reference), device)
+
+    net, info, weights = scoring_extractor(cfg, device)
+    facts.vgg, facts.vgg_pretrained = info.label, info.pretrained
+    style_imgs = [_load_u8(Path(s)).float().div(255).unsqueeze(0).to(device) for s in cfg.style]
+    gram_cache: dict[tuple[int, int], dict[str, torch.Tensor]] = {}
+
+    def grams_for(h: int, w: int) -> dict[str, torch.Tensor]:
+        if (h, w) not in gram_cache:
+            longer = style_target_size(max(h, w), cfg.scoring.style_scale)
+            gram_cache[(h, w)] = style_grams(net, [resize_longer(s, longer) for s in style_imgs],
+                                             cfg.style_weights or None, list(weights.style_layers))
+        return gram_cache[(h, w)]
+
+    gts = [_load_u8(g) for g in test.ground_truth] if test.ground_truth else None
+    rows = []
+    for run in [MethodRun("input", "input", "input (unchanged)", list(test.inputs), None, ""), *runs]:
+        # Outputs are compared at the input's size (a method may work at another, e.g. Gatys' image.size).
+        outs = [_load_u8(o, (i.shape[2], i.shape[1])) for o, i in zip(run.outputs, inputs_u8)]
+        fk = None
+        if ref_feats is not None:
+            log(f"fid/kid: {run.slug}")
+            fk = fid_kid(ref_feats, extract_features(extractor_fid, outs, device), kid_subsets=cfg.kid_subsets)
+            if fk.unavailable:
+                facts.fid_notes.append(f"{run.slug}: {fk.unavailable}")
+            facts.kid_subset_size = facts.kid_subset_size or fk.kid_subset_size
+        psnr = ssim = None
+        per_image: dict[str, dict[str, float]] = {}
+        if gts is not None:
+            pairs = [(o if o.shape == g.shape else _load_u8(path, (g.shape[2], g.shape[1])), g)
+                     for o, g, path in zip(outs, gts, run.outputs)]
+            values = [psnr_ssim(o, g) for o, g in pairs]
+            for name, (ps, ss) in zip(test.names, values):
+                per_image[name] = {"psnr": ps, "ssim": ss}
+            psnr = float(sum(v[0] for v in values) / len(values))
+            ssim = float(sum(v[1] for v in values) / len(values))
+        lc, ls = vgg_losses(net, outs, inputs_u8, grams_for if style_imgs else None, weights, device)
+        rows.append(Row(run.slug, run.title, fk, psnr, ssim, lc, ls, run.seconds_per_image, run.device, per_image))
+    return rows, facts
+
+
+# ---------------------------------------------------------------------------------------------
+# Everything, for the renderer
+
+
+@dataclass
+class ReportData:
+    config: ReportConfig
+    test: TestSet
+    runs: list[MethodRun]
+    rows: list[Row]
+    facts: Facts
+    seconds_total: float
+    curves: list[tuple[str, Path]] = field(default_factory=list)  # (title, PNG) of the runs' curves
+
+    def speed_ratios(self) -> list[tuple[str, str, float]]:
+        """(method title, slowest method's short title, times faster) against the slowest method
+        of this run (e.g. Johnson : Gatys), measured in this run."""
+        shorts = {r.title: r.short for r in self.runs}
+        timed = [(r.title, r.seconds_per_image) for r in self.rows if r.seconds_per_image]
+        if len(timed) < 2:
+            return []
+        slow_title, slow = max(timed, key=lambda t: t[1])
+        return [(t, shorts.get(slow_title, slow_title), slow / s) for t, s in timed if t != slow_title]
+
+    def finite(self, v: float | None) -> float | str | None:
+        """JSON has no inf: PSNR of identical images is written as the string "inf"."""
+        if v is None or math.isfinite(v):
+            return v
+        return "inf" if v > 0 else "-inf"
+
+
+def build_report_data(cfg: ReportConfig, out: Path, device: torch.device, rerun: bool = False,
+                      feature_extractor: nn.Module | None = None, log: Log = print) -> ReportData:
+    """Test set, method outputs and metrics for ``cfg``, written under ``out/outputs``."""
+    t0 = time.perf_counter()
+    for s in cfg.style:
+        if not Path(s).is_file():
+            raise ReportError(f"style image {s} does not exist")
+    if cfg.dataset:
+        if cfg.demo:
+            from data.demo import make_demo_dataset
+
+            make_demo_dataset(cfg.dataset)
+        test = dataset_test_set(cfg.dataset, cfg.direction, cfg.limit)
+    else:
+        test = folder_test_set(cfg.input, cfg.ground_truth or None, cfg.reference or None, cfg.limit)
+    runs = run_methods(cfg, test, out, device, rerun, log)
+    rows, facts = compute_rows(cfg, test, runs, device, feature_extractor, log)
+    return ReportData(cfg, test, runs, rows, facts, time.perf_counter() - t0)

@@ -1,0 +1,105 @@
+"""The one interface every translation / style-transfer method implements.
+
+A :class:`Method` turns a batch of content images into outputs of the same size::
+
+    method = load_method(MethodOptions(checkpoint="runs/monet", direction="BtoA"), device="cuda")
+    out = method(images)          # uint8 (N, 3, H, W) on the CPU -> uint8 (N, 3, H, W) on the CPU
+
+Style images, for the methods that take them at test time (Gatys, WCT, AdaIN), are given when
+the method is built, so their features are computed once. A method also says its name, its
+settings and its device (the report prints them), how it sizes its work (:meth:`working_size`),
+and a fingerprint of every input that shapes its outputs (:meth:`fingerprint`, so the report
+reuses outputs only when nothing changed).
+
+``test.py`` and ``stylize.py`` run a method over folders with :func:`utils.translate.run_folder`;
+the report runs every method through that same function, so its seconds per image are what
+users get.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from utils.errors import UserError
+
+
+class MethodError(UserError):
+    """A method cannot be built or run with these options; the message says what to change."""
+
+
+def file_fingerprint(path: str | Path) -> dict[str, Any]:
+    """Identity of a file's content for output reuse: path, size, mtime and a hash of its first
+    and last MiB (cheap for 100 MB checkpoints, and any rewrite changes it)."""
+    path = Path(path)
+    st = path.stat()
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        h.update(f.read(1 << 20))
+        if st.st_size > 2 << 20:
+            f.seek(-(1 << 20), 2)
+            h.update(f.read())
+    return {"path": str(path.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256_ends": h.hexdigest()}
+
+
+class Method(ABC):
+    """Base of every method; see the module docstring for the contract."""
+
+    key = ""  # registry name: cyclegan, gatys, johnson, wct, adain
+    takes_style = False  # True: style images are an input at test time
+
+    def __init__(self, device: torch.device, amp: str = "off", label: str = "") -> None:
+        self.device = device
+        self.amp = amp
+        self._label = label
+
+    @property
+    def name(self) -> str:
+        """The report's label for this method (row and column title)."""
+        return self._label or self.default_name()
+
+    @abstractmethod
+    def default_name(self) -> str: ...
+
+    @abstractmethod
+    def settings(self) -> dict[str, Any]:
+        """What shapes the outputs besides the images, as plain values (the report prints them)."""
+
+    @abstractmethod
+    def describe(self) -> str:
+        """One line: what was loaded from where, for logs."""
+
+    @abstractmethod
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 (N, 3, H, W) in [0, 255], any H and W -> uint8 (N, 3, H, W) on the CPU."""
+
+    def working_size(self, size: tuple[int, int]) -> tuple[int, int]:
+        """The (width, height) this method works at for an input of ``size`` (default: as is)."""
+        return size
+
+    @property
+    def keeps_size(self) -> bool:
+        """True: outputs are resized back to the input's size when the method worked at another."""
+        return True
+
+    @property
+    def max_batch(self) -> int | None:
+        """The largest batch the method takes at once (None: the caller's batch size)."""
+        return None
+
+    def input_files(self) -> list[Path]:
+        """Every file the outputs depend on (checkpoint, style images, settings file)."""
+        return []
+
+    def fingerprint(self) -> dict[str, Any]:
+        """Everything that shapes the outputs: settings, amp, and each input file's fingerprint."""
+        return {"method": self.key, "settings": self.settings(), "amp": self.amp,
+                "files": [file_fingerprint(p) for p in self.input_files()]}
+
+    def last_losses(self) -> dict[str, float] | None:
+        """Per-batch losses of an optimisation method's last call (Gatys), else None."""
+        return None

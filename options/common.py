@@ -1,0 +1,127 @@
+"""Config sections every training run shares, whatever the method (CycleGAN, Johnson, WCT).
+
+A run's root config subclasses :class:`RunConfig` and adds its own sections; the optimiser,
+logging and checkpoint sections and their checks are written once here.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from options.config import check
+
+DEVICE_PATTERN = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
+MAX_SEED = 2**31 - 1  # numpy accepts < 2**32; rank offsets and derived pool seeds need headroom
+MAX_NAME = 200  # a run folder name; file systems allow 255 bytes and checkpoints add no more
+
+
+def check_device(device: str, key: str = "device") -> None:
+    check(DEVICE_PATTERN.fullmatch(device) is not None, key,
+          f"expected auto, cpu, cuda, cuda:N or mps, got {device!r}")
+
+
+@dataclass
+class OptimConfig:
+    """Adam and an epoch-based learning-rate schedule (see :mod:`training.schedulers`)."""
+
+    lr: float = 2e-4
+    beta1: float = 0.5
+    beta2: float = 0.999
+    lr_policy: Literal["linear", "step", "cosine", "plateau"] = "linear"
+    n_epochs: int = 100  # epochs at the initial lr (linear policy); the run lasts n_epochs + n_epochs_decay
+    n_epochs_decay: int = 100  # epochs of linear decay afterwards
+    step_epochs: int = 50  # step policy: multiply by step_gamma every step_epochs
+    step_gamma: float = 0.1
+    plateau_factor: float = 0.2
+    plateau_patience: int = 5
+    plateau_threshold: float = 0.01
+    min_lr: float = 0.0  # cosine floor and plateau floor
+
+
+@dataclass
+class TrainConfig:
+    """Loop and speed options."""
+
+    max_batches_per_epoch: int = 0  # 0 = the whole epoch (a student report on CycleGAN used 20)
+    amp: Literal["off", "bf16", "fp16"] = "off"
+    channels_last: bool = False
+    compile: Literal["off", "default", "reduce-overhead", "max-autotune"] = "off"  # true = default
+    grad_checkpoint: bool = False  # recompute residual blocks in backward (high resolution)
+    max_nonfinite: int = 20  # stop after this many consecutive non-finite losses
+
+
+@dataclass
+class LogConfig:
+    root: str = "runs"
+    scalars_every: int = 50  # optimisation steps
+    images_every: int = 500
+    progress: bool = True
+
+
+@dataclass
+class CheckpointConfig:
+    every_epochs: int = 1
+    every_steps: int = 0  # 0 = only at epoch ends
+    keep: int = 3  # newest checkpoints kept on disk
+
+
+@dataclass
+class RunConfig:
+    """Keys of every run. ``method`` picks the schema (see :mod:`options.training`)."""
+
+    method: str = "cyclegan"
+    name: str = "run"
+    seed: int = 0
+    deterministic: bool = False  # bit-reproducible kernels (slower); resume equality relies on it
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    resume: str = ""  # run folder or checkpoint file to continue from
+    log: LogConfig = field(default_factory=LogConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.log.root) / self.name
+
+    @property
+    def total_epochs(self) -> int:
+        optim = getattr(self, "optim", None)
+        return optim.n_epochs + optim.n_epochs_decay if optim is not None else 1
+
+
+def validate_run(cfg: RunConfig) -> None:
+    check(bool(cfg.name) and "/" not in cfg.name and "\\" not in cfg.name and cfg.name not in (".", ".."), "name",
+          f"must be a plain folder name, got {cfg.name!r}")
+    check(len(cfg.name.encode()) <= MAX_NAME, "name", f"is {len(cfg.name.encode())} bytes long; keep it under "
+          f"{MAX_NAME} (it becomes a folder name)")
+    check_device(cfg.device)
+    check(0 <= cfg.seed <= MAX_SEED, "seed", f"must be in [0, {MAX_SEED}], got {cfg.seed}")
+    lo, ck = cfg.log, cfg.checkpoint
+    check(bool(lo.root), "log.root", "must name a folder")
+    check(lo.scalars_every >= 1, "log.scalars_every", "must be >= 1")
+    check(lo.images_every >= 0, "log.images_every", "must be >= 0 (0 = off)")
+    check(ck.every_epochs >= 0, "checkpoint.every_epochs", "must be >= 0")
+    check(ck.every_steps >= 0, "checkpoint.every_steps", "must be >= 0")
+    check(ck.keep >= 1, "checkpoint.keep", "must be >= 1")
+
+
+def validate_optim(o: OptimConfig) -> None:
+    check(o.lr > 0, "optim.lr", f"must be > 0, got {o.lr}")
+    check(0 <= o.beta1 < 1, "optim.beta1", "must be in [0, 1)")
+    check(0 <= o.beta2 < 1, "optim.beta2", "must be in [0, 1)")
+    check(o.n_epochs >= 0, "optim.n_epochs", "must be >= 0")
+    check(o.n_epochs_decay >= 0, "optim.n_epochs_decay", "must be >= 0")
+    check(o.n_epochs + o.n_epochs_decay >= 1, "optim.n_epochs", "n_epochs + n_epochs_decay must be >= 1")
+    check(o.step_epochs >= 1, "optim.step_epochs", "must be >= 1")
+    check(0 < o.step_gamma <= 1, "optim.step_gamma", "must be in (0, 1]")
+    check(0 < o.plateau_factor < 1, "optim.plateau_factor", "must be in (0, 1)")
+    check(o.plateau_patience >= 0, "optim.plateau_patience", "must be >= 0")
+    check(o.plateau_threshold >= 0, "optim.plateau_threshold", "must be >= 0")
+    check(o.min_lr >= 0, "optim.min_lr", "must be >= 0")
+
+
+def validate_train(t: TrainConfig) -> None:
+    check(t.max_batches_per_epoch >= 0, "train.max_batches_per_epoch", "must be >= 0 (0 = whole epoch)")
+    check(t.max_nonfinite >= 1, "train.max_nonfinite", "must be >= 1")

@@ -1,0 +1,192 @@
+"""The CycleGAN training config (Zhu et al. 2017): data, networks, losses, optimiser, schedule.
+
+Defaults are the paper's and its public reference code's; ``experiments/monet.yaml`` spells
+them out. The experiment knobs of a student project report on CycleGAN for Monet (Meurisse,
+Schoffeniels, Vermeylen 2020: several D steps per G step, D weight clipping, dataset subsets,
+capped batches per epoch) are keys here, off by default.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from options.common import (
+    OptimConfig,
+    RunConfig,
+    TrainConfig,
+    validate_optim,
+    validate_run,
+    validate_train,
+)
+from options.config import ConfigError, check
+
+
+@dataclass
+class DataConfig:
+    root: str = "datasets/demo"  # folder with trainA/ trainB/ testA/ testB/
+    demo: bool = False  # generate the built-in demo dataset into `root` if it is missing (empty folder only)
+    demo_seed: int = 0
+    preprocess: Literal["resize_and_crop", "crop", "scale_width", "scale_width_and_crop", "none"] = "resize_and_crop"
+    load_size: int = 286
+    crop_size: int = 256
+    flip: bool = True
+    batch_size: int = 1
+    num_workers: int = 4
+    pin_memory: bool = True
+    persistent_workers: bool = True
+    prefetch_factor: int = 2
+    subset_A: int = 0  # use only the first N images of trainA (0 = all); the student report used 120
+    subset_B: int = 0  # ... of trainB; the student report used 750
+    val_images: int = 0  # images per domain held out of train* for the validation metric (0 = train on all)
+
+
+@dataclass
+class ModelConfig:
+    input_nc: int = 3
+    output_nc: int = 3
+    ngf: int = 64
+    ndf: int = 64
+    n_blocks: int = 9
+    n_layers_D: int = 3
+    norm: Literal["instance", "batch", "none"] = "instance"
+    init: Literal["normal", "xavier", "kaiming", "orthogonal"] = "normal"
+    init_gain: float = 0.02
+    dropout: bool = False
+    upsample: Literal["transpose", "resize_conv"] = "transpose"
+
+
+@dataclass
+class LossConfig:
+    gan_mode: Literal["lsgan", "vanilla"] = "lsgan"
+    lambda_A: float = 10.0  # cycle A -> B -> A
+    lambda_B: float = 10.0  # cycle B -> A -> B
+    lambda_identity: float = 0.5  # relative to lambda_A / lambda_B, as in the reference
+
+
+@dataclass
+class CycleGANOptimConfig(OptimConfig):
+    lr_D: float = 0.0  # discriminators; 0 = same as lr
+    plateau_metric: Literal["cycle_l1", "fid", "kid"] = "cycle_l1"  # fid / kid: mean of both directions
+
+
+@dataclass
+class CycleGANTrainConfig(TrainConfig):
+    pool_size: int = 50
+    d_steps_per_g: int = 1  # discriminator updates per generator update (the student report tried 5)
+    d_clip: float = 0.0  # clamp D weights to [-c, c] after each D step (0 = off; the student report: 0.01)
+
+
+@dataclass
+class EvalConfig:
+    """FID and KID during training: G_A(testA) against testB and G_B(testB) against testA."""
+
+    every_epochs: int = 0  # 0 = off
+    max_images: int = 0  # test images per domain (0 = all)
+    batch_size: int = 16
+    amp: Literal["off", "bf16", "fp16"] = "bf16"  # the generators' precision; Inception runs in fp32
+    inception_weights: str = ""  # local file; "" = the torch cache (see docs/metrics.md)
+    download: bool = False  # may fetch the Inception weights into the torch cache
+    kid_subsets: int = 100
+
+
+@dataclass
+class CycleGANConfig(RunConfig):
+    method: Literal["cyclegan"] = "cyclegan"
+    name: str = "cyclegan"
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: CycleGANOptimConfig = field(default_factory=CycleGANOptimConfig)
+    train: CycleGANTrainConfig = field(default_factory=CycleGANTrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+
+def discriminator_output_side(crop: int, n_layers: int) -> int:
+    """Side of the PatchGAN's logit map for a ``crop`` x ``crop`` input (k4 p1 convs: stride 2
+    halves the side, stride 1 takes one off). 256 px and 3 layers -> 30."""
+    side = crop
+    for _ in range(n_layers):
+        side //= 2
+    return side - 2
+
+
+def validate_cyclegan(cfg: CycleGANConfig) -> None:
+    """Ranges and cross-key rules; raises :class:`ConfigError` naming the key."""
+    validate_run(cfg)
+    d, m, o, t, e = cfg.data, cfg.model, cfg.optim, cfg.train, cfg.eval
+    check(d.demo_seed >= 0, "data.demo_seed", "must be >= 0")
+    check(0 < d.load_size <= 16384, "data.load_size", f"must be in [1, 16384], got {d.load_size}")
+    check(0 < d.crop_size <= 8192, "data.crop_size", f"must be in [1, 8192], got {d.crop_size}")
+    check(d.crop_size % 4 == 0, "data.crop_size",
+          f"must be a multiple of 4 (the generator down-samples twice), got {d.crop_size}")
+    if d.preprocess in ("resize_and_crop", "scale_width_and_crop"):
+        check(d.crop_size <= d.load_size, "data.crop_size",
+              f"{d.crop_size} is larger than data.load_size {d.load_size}; the crop must fit in the resized image")
+    if "crop" in d.preprocess:
+        if discriminator_output_side(d.crop_size, m.n_layers_D) < 1:
+            need = 3 * 2**m.n_layers_D
+            raise ConfigError(f"data.crop_size: {d.crop_size} px is too small for a PatchGAN with "
+                              f"model.n_layers_D={m.n_layers_D} (its last layers would see less than 2x2 pixels); "
+                              f"use data.crop_size >= {need} or fewer model.n_layers_D")
+    check(1 <= d.batch_size <= 4096, "data.batch_size", "must be in [1, 4096]")
+    if d.batch_size > 1 and d.preprocess in ("none", "scale_width"):
+        raise ConfigError(f"data.batch_size: {d.batch_size} needs images of one size, but data.preprocess="
+                          f"{d.preprocess} keeps each image's own size; use resize_and_crop, crop or "
+                          f"scale_width_and_crop, or data.batch_size=1")
+    check(d.num_workers >= 0, "data.num_workers", "must be >= 0")
+    check(d.prefetch_factor >= 1, "data.prefetch_factor", "must be >= 1")
+    check(d.subset_A >= 0, "data.subset_A", "must be >= 0 (0 = all images)")
+    check(d.subset_B >= 0, "data.subset_B", "must be >= 0 (0 = all images)")
+    check(d.val_images >= 0, "data.val_images", "must be >= 0")
+
+    for key, top in (("input_nc", 16), ("output_nc", 16), ("ngf", 1024), ("ndf", 1024), ("n_layers_D", 8)):
+        value = getattr(m, key)
+        check(1 <= value <= top, f"model.{key}", f"must be in [1, {top}], got {value}")
+    check(0 <= m.n_blocks <= 64, "model.n_blocks", f"must be in [0, 64], got {m.n_blocks}")
+    check(m.init_gain > 0, "model.init_gain", "must be > 0")
+
+    for key in ("lambda_A", "lambda_B", "lambda_identity"):
+        check(getattr(cfg.loss, key) >= 0, f"loss.{key}", "must be >= 0")
+    if cfg.loss.lambda_identity > 0:
+        check(m.input_nc == m.output_nc, "loss.lambda_identity",
+              "identity loss needs model.input_nc == model.output_nc; set loss.lambda_identity=0")
+
+    validate_optim(o)
+    check(o.lr_D >= 0, "optim.lr_D", f"must be >= 0 (0 = same as optim.lr), got {o.lr_D}")
+    if o.lr_policy == "plateau":
+        if o.plateau_metric == "cycle_l1":
+            check(d.val_images > 0, "optim.lr_policy",
+                  "plateau on cycle_l1 steps on held-out images, so data.val_images must be > 0 "
+                  "(or set optim.plateau_metric=fid or kid with eval.every_epochs=1)")
+        else:
+            check(e.every_epochs == 1, "optim.plateau_metric",
+                  f"{o.plateau_metric} is computed every eval.every_epochs epochs; plateau needs it every epoch "
+                  f"(eval.every_epochs=1)")
+
+    validate_train(t)
+    check(0 <= t.pool_size <= 10000, "train.pool_size", "must be in [0, 10000]")
+    check(t.d_steps_per_g >= 1, "train.d_steps_per_g", "must be >= 1")
+    check(t.d_clip >= 0, "train.d_clip", "must be >= 0 (0 = off)")
+
+    check(e.every_epochs >= 0, "eval.every_epochs", "must be >= 0 (0 = off)")
+    check(e.max_images >= 0, "eval.max_images", "must be >= 0 (0 = all)")
+    check(e.batch_size >= 1, "eval.batch_size", "must be >= 1")
+    check(e.kid_subsets >= 1, "eval.kid_subsets", "must be >= 1")
+
+
+# Keys a resumed run may not change: they would not describe the checkpoint's networks or state.
+RESUME_FROZEN = ("method", "model.", "train.pool_size")
+
+
+@dataclass
+class CycleGANTestSettings:
+    """Inference settings (``test.py`` overrides): force the architecture instead of reading it."""
+
+    ngf: int = 0  # 0 = read from the checkpoint
+    n_blocks: int = 0  # 0 = read from the checkpoint
+
+
+def validate_test_settings(s: CycleGANTestSettings) -> None:
+    check(0 <= s.ngf <= 1024, "ngf", "must be in [0, 1024] (0 = from the checkpoint)")
+    check(0 <= s.n_blocks <= 64, "n_blocks", "must be in [0, 64] (0 = from the checkpoint)")

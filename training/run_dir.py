@@ -1,0 +1,147 @@
+"""A run folder belongs to one live trainer, and a fresh run never reuses one that holds a run.
+
+* **Lock.** The trainer (rank 0) holds an exclusive ``flock`` on ``<run>/.lock`` for its whole
+  life. The operating system releases it when the process ends, however it ends (SIGKILL
+  included), so a dead run never leaves a stale lock; a second trainer on the same folder
+  stops at once, naming the holder's PID.
+* **Fresh runs.** A run that is not a resume refuses a folder that already holds a run
+  (checkpoints, TensorBoard events or a ``config.yaml``) and says how to resume it or choose
+  another name; ``--overwrite`` starts afresh and deletes those files (only them).
+* **Unwritable places** (read-only, a file in the way, a full disk, a name too long) are a
+  one-line error before any work is done.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+from pathlib import Path
+
+from utils.checkpoint import CKPT_DIR, list_checkpoints
+from utils.errors import UserError
+
+try:
+    import fcntl
+except ImportError:  # Windows: no flock; the lock is skipped (documented)
+    fcntl = None  # type: ignore[assignment]
+
+LOCK_NAME = ".lock"
+RUN_FILES = ("config.yaml",)  # besides checkpoints/ and tb/
+
+
+class RunFolderError(UserError):
+    """The run folder cannot be used; the message says why and what to do."""
+
+
+def _describe_os_error(e: OSError) -> str:
+    if e.errno == errno.ENOSPC:
+        return "the disk is full"
+    if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return "permission denied (read-only or not yours)"
+    if e.errno == errno.ENAMETOOLONG:
+        return "the name is too long for the file system"
+    if e.errno in (errno.ENOTDIR, errno.EEXIST):
+        return "a file is in the way of the folder"
+    return e.strerror or str(e)
+
+
+class RunFolder:
+    """``open()`` makes, checks and locks the folder; ``close()`` releases the lock."""
+
+    def __init__(self, path: str | Path, *, resume: bool, overwrite: bool = False, enabled: bool = True) -> None:
+        self.path = Path(path)
+        self.resume, self.overwrite, self.enabled = resume, overwrite, enabled
+        self._lock_fd: int | None = None
+
+    def open(self) -> RunFolder:
+        if not self.enabled:
+            return self
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise RunFolderError(f"cannot create the run folder {self.path}: {_describe_os_error(e)}; "
+                                 f"choose another log.root= or name=") from e
+        if not self.path.is_dir():
+            raise RunFolderError(f"{self.path} is a file, not a folder; choose another log.root= or name=")
+        self._lock()
+        try:
+            if not self.resume:
+                self._check_fresh()
+            self._check_writable()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def close(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # releases the flock
+            self._lock_fd = None
+
+    def __enter__(self) -> RunFolder:
+        return self.open()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -------------------------------------------------------------------------------------
+
+    def _lock(self) -> None:
+        if fcntl is None:
+            return
+        path = self.path / LOCK_NAME
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e:
+            raise RunFolderError(f"cannot write in the run folder {self.path}: {_describe_os_error(e)}; "
+                                 f"choose another log.root= or name=") from e
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            holder = os.read(fd, 64).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise RunFolderError(f"the run folder {self.path} is in use by another trainer (PID {holder}); wait "
+                                 f"for it to finish or stop it, or choose another name=") from e
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._lock_fd = fd
+
+    def _check_fresh(self) -> None:
+        checkpoints = list_checkpoints(self.path)
+        tb = self.path / "tb"
+        events = list(tb.glob("events.out.tfevents.*")) if tb.is_dir() else []
+        config = [self.path / n for n in RUN_FILES if (self.path / n).exists()]
+        if not (checkpoints or events or config):
+            return
+        if not self.overwrite:
+            what = (f"{len(checkpoints)} checkpoint(s), newest {checkpoints[-1].name}" if checkpoints
+                    else "the logs of an earlier run")
+            raise RunFolderError(
+                f"{self.path} already holds a run ({what}). Resume it with `python train.py --resume {self.path}`, "
+                f"choose another name=, or pass --overwrite to start afresh (deletes its checkpoints and logs)")
+        for p in [*checkpoints, *events, *config]:
+            p.unlink(missing_ok=True)
+        for tmp in (self.path / CKPT_DIR).glob(".step_*.tmp") if (self.path / CKPT_DIR).is_dir() else []:
+            tmp.unlink(missing_ok=True)
+        for folder in (tb, self.path / "samples"):
+            if folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
+
+    def _check_writable(self) -> None:
+        """Write and remove a small probe file: a read-only or full folder fails here, not after hours."""
+        probe = self.path / f".probe.{os.getpid()}"
+        try:
+            with open(probe, "wb") as f:
+                f.write(b"0" * 4096)
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as e:
+            raise RunFolderError(f"cannot write in the run folder {self.path}: {_describe_os_error(e)}; "
+                                 f"free space or choose another log.root=") from e
+        finally:
+            probe.unlink(missing_ok=True)
+        free = shutil.disk_usage(self.path).free
+        if free < 64 * 2**20:
+            raise RunFolderError(f"only {free // 2**20} MiB free in {self.path}: a checkpoint may not fit; free space "
+                                 f"or choose another log.root=")

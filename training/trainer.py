@@ -1,0 +1,504 @@
+"""The training loop every method shares. The trainer owns every piece of mutable state.
+
+A method subclasses :class:`Trainer` and supplies its data, networks, optimiser groups and
+one step's maths (``training/cyclegan.py`` is CycleGAN's); this class does the rest the same
+way for all of them: device and processes, seeds, the run folder (lock, fresh-run rules),
+Adam per group, LR schedules, the fp16 ``GradScaler``, counters, RNG states, TensorBoard,
+checkpoints, resume, signals, non-finite steps, progress.
+
+**No host synchronisation inside a step.** Loss values and finite flags stay on the device:
+they are accumulated there and read once per ``log.scalars_every`` steps. A step whose loss
+is not finite is skipped on the device: :meth:`update` hands the flag to the fused Adam
+kernel (``found_inf``), which leaves parameters and moments untouched; the skip is counted
+and reported at the next read. With ``train.fused_adam=false`` PyTorch's default Adam runs
+(bit-identical to the public reference) and the flag is read once per update instead.
+
+Everything needed to continue exactly is checkpointed (see :mod:`utils.checkpoint`).
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from data.samplers import EpochSampler
+from options.common import RunConfig
+from options.config import changed_keys, save, to_dict
+from options.training import refused_resume_changes
+from training import distributed as dist
+from training.compile import CompileFallback, maybe_compile
+from training.logger import Logger
+from training.rng import rng_state, seed_everything, set_rng_state
+from training.run_dir import RunFolder
+from training.schedulers import Scheduler, build_scheduler, place_at, step_scheduler
+from training.signals import StopRequests
+from utils.checkpoint import (
+    CheckpointError,
+    TrainingCheckpoint,
+    checkpoint_path,
+    prune_checkpoints,
+    read_training_checkpoint,
+    save_atomic,
+    training_state,
+)
+from utils.device import DeviceError, autocast_context, resolve_device
+from utils.errors import UserError
+
+
+class TrainingError(UserError):
+    """Training cannot go on; the message says why and where the last good checkpoint is."""
+
+
+@dataclass
+class TrainResult:
+    epoch: int
+    step: int
+    stopped_early: bool
+    last_checkpoint: Path | None
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+def set_requires_grad(net: nn.Module, flag: bool) -> None:
+    for p in net.parameters():
+        p.requires_grad_(flag)
+
+
+class Trainer:
+    """Build from a config, then :meth:`fit`. Subclasses implement the ``build_*`` methods,
+    :meth:`train_step` and optionally :meth:`validate`, :meth:`image_rows`, :meth:`extra_state`."""
+
+    method = ""  # the config's ``method`` value this trainer serves
+
+    def __init__(self, cfg: RunConfig, overwrite: bool = False) -> None:
+        self.cfg = cfg
+        try:
+            self.device = resolve_device(cfg.device, dist.local_rank())
+            autocast_context(self.device, cfg.train.amp)  # fp16 on CPU fails here, before any work
+        except DeviceError as e:
+            raise TrainingError(f"device={cfg.device!r}, train.amp={cfg.train.amp!r}: {e}") from e
+        dist.init(self.device.type)
+        if self.device.type == "cuda":
+            torch.cuda.set_device(self.device)
+        self.rank, self.world, self.is_main = dist.rank(), dist.world_size(), dist.is_main()
+        seed_everything(cfg.seed + self.rank, cfg.deterministic, self.device)
+        self.run_dir = cfg.run_dir
+        self.folder = RunFolder(self.run_dir, resume=bool(cfg.resume), overwrite=overwrite, enabled=self.is_main)
+        self.folder.open()
+        try:
+            self._setup()
+        except BaseException:
+            self.folder.close()
+            raise
+
+    def _setup(self) -> None:
+        cfg = self.cfg
+        self.epoch = 0  # epochs completed
+        self.batch_in_epoch = 0  # batches of the current epoch already done (mid-epoch resume)
+        self.step = 0  # iterations done
+        self.skipped_images: set[str] = set()
+        self.metrics: dict[str, float] = {}
+        self.last_checkpoint: Path | None = None
+        self.compile_fallback = CompileFallback()
+        self.build_data()
+        self.build_networks()
+        self.nets: dict[str, nn.Module] = self.networks()
+        self._build_optimisation()
+        self._zero = torch.zeros((), device=self.device)
+        self._nonfinite_total = torch.zeros((), device=self.device)
+        self._streak = torch.zeros((), device=self.device)
+        self._worst_streak = torch.zeros((), device=self.device)
+        self._sums: dict[str, torch.Tensor] = {}
+        self._counts: dict[str, torch.Tensor] = {}
+        self.nonfinite_total = 0
+        if cfg.resume:
+            self.load(cfg.resume)
+        self.logger = Logger(self.run_dir, enabled=self.is_main, purge_step=self.step if cfg.resume else None)
+        if self.is_main:
+            save(cfg, self.run_dir / "config.yaml")
+
+    # ------------------------------------------------------------------------------- subclass API
+
+    def build_data(self) -> None:
+        """Set ``self.loader`` (a DataLoader over an :class:`EpochSampler` ``self.sampler``)."""
+        raise NotImplementedError
+
+    def build_networks(self) -> None:
+        raise NotImplementedError
+
+    def networks(self) -> dict[str, nn.Module]:
+        """The networks a checkpoint holds, by name (bare modules, never compiled wrappers)."""
+        raise NotImplementedError
+
+    def optimizer_groups(self) -> dict[str, tuple[list[nn.Parameter], float]]:
+        """Optimiser name -> (parameters, lr). One Adam each, with the config's betas."""
+        raise NotImplementedError
+
+    def train_step(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        """One iteration; returns detached device scalars to log (a ``nonfinite`` 0/1 entry counts skips)."""
+        raise NotImplementedError
+
+    def validate(self) -> dict[str, float]:
+        """End-of-epoch metrics (lower is better for the plateau metric); empty for none."""
+        return {}
+
+    def plateau_value(self) -> float | None:
+        """The value the plateau policy steps on."""
+        return None
+
+    def image_rows(self) -> dict[str, list[torch.Tensor]] | None:
+        """Rows of images ``(N, 3, H, W)`` in :attr:`image_range` to show in TensorBoard, or None."""
+        return None
+
+    def extra_state(self) -> dict[str, Any]:
+        """Method state besides networks and optimisers (e.g. CycleGAN's image pools)."""
+        return {}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        pass
+
+    def describe(self) -> str:
+        """The header line's method part (image counts, parameters)."""
+        return ""
+
+    # ------------------------------------------------------------------------------- helpers
+
+    def autocast(self):
+        return autocast_context(self.device, self.cfg.train.amp)
+
+    def compile(self, *nets: nn.Module) -> list[nn.Module]:
+        return maybe_compile(list(nets), self.cfg.train.compile, self.compile_fallback)
+
+    def make_loader(self, dataset: Any, sampler: EpochSampler) -> DataLoader:
+        d = self.cfg.data
+        workers = d.num_workers
+        return DataLoader(
+            dataset, batch_size=d.batch_size, sampler=sampler, num_workers=workers,
+            pin_memory=d.pin_memory and self.device.type == "cuda",
+            persistent_workers=d.persistent_workers and workers > 0,
+            prefetch_factor=d.prefetch_factor if workers > 0 else None,
+            drop_last=d.batch_size > 1,  # fixed shapes: a captured graph is reused every step
+        )
+
+    def update(self, name: str, loss: torch.Tensor) -> torch.Tensor:
+        """Backward ``loss`` and step optimiser ``name`` unless the loss is not finite on any rank.
+
+        Returns the finite flag (a device bool). Gradients are computed in every case, so DDP's
+        all-reduce happens on every rank; the step is masked on the device.
+        """
+        opt = self.optimizers[name]
+        ok = dist.all_ranks_true(torch.isfinite(loss.detach()))
+        opt.zero_grad(set_to_none=True)
+        if self.scaler.is_enabled():
+            scale, growth = self.scaler._scale, self.scaler._growth_tracker  # noqa: SLF001
+            before = (scale.clone(), growth.clone()) if scale is not None else None
+            self.scaler.scale(loss).backward()
+            if self.fused:
+                opt.found_inf = None  # GradScaler sets its own (inf in the gradients)
+            self.scaler.step(opt)
+            self.scaler.update()
+            if before is not None:  # a non-finite *loss* leaves the scale alone; overflowing gradients back it off
+                self.scaler._scale.copy_(torch.where(ok, self.scaler._scale, before[0]))  # noqa: SLF001
+                self.scaler._growth_tracker.copy_(torch.where(ok, self.scaler._growth_tracker, before[1]))  # noqa: SLF001
+            return ok
+        loss.backward()
+        if self.fused:
+            opt.found_inf = (~ok).float()
+            opt.step()
+        elif bool(ok):  # one host read per update: the price of the unfused optimiser
+            opt.step()
+        return ok
+
+    def note_finite(self, ok: torch.Tensor) -> None:
+        """Count a step's finite flag on the device (non-finite total and worst streak)."""
+        bad = (~ok).float()
+        self._nonfinite_total += bad
+        self._streak = (self._streak + 1) * bad
+        self._worst_streak = torch.maximum(self._worst_streak, self._streak)
+
+    def note_skipped(self, skipped: list[str] | str) -> None:
+        """Warn once per unreadable image (entries may hold several lines) and count it."""
+        entries = [skipped] if isinstance(skipped, str) else skipped
+        for line in filter(None, (ln for e in entries for ln in e.split("\n"))):
+            if line not in self.skipped_images:
+                self.skipped_images.add(line)
+                if self.is_main:
+                    tqdm.write(f"WARNING: skipped unreadable image {line}", file=sys.stderr)
+
+    # ------------------------------------------------------------------------------- optimisation
+
+    def _build_optimisation(self) -> None:
+        o, t = self.cfg.optim, self.cfg.train
+        self.fused = getattr(t, "fused_adam", True) and self.device.type in ("cuda", "cpu")
+        self.optimizers: dict[str, torch.optim.Optimizer] = {}
+        for name, (params, lr) in self.optimizer_groups().items():
+            self.optimizers[name] = torch.optim.Adam(params, lr=lr, betas=(o.beta1, o.beta2),
+                                                     fused=True if self.fused else None)
+        self.schedulers: dict[str, Scheduler] = {n: build_scheduler(opt, o) for n, opt in self.optimizers.items()}
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=t.amp == "fp16")
+
+    # ------------------------------------------------------------------------------- state
+
+    def counters(self) -> dict[str, int]:
+        return {"epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch, "step": self.step,
+                "nonfinite_total": int(self._nonfinite_total.item())}
+
+    def state_dict(self) -> dict[str, Any]:
+        return training_state(
+            self.method, to_dict(self.cfg), self.nets, {n: o.state_dict() for n, o in self.optimizers.items()},
+            {n: s.state_dict() for n, s in self.schedulers.items()},
+            self.scaler.state_dict() if self.scaler.is_enabled() else None, self.counters(), dict(self.metrics),
+            sorted(self.skipped_images), rng_state(self.device), self.extra_state())
+
+    def load(self, path: str | Path) -> None:
+        ckpt = read_training_checkpoint(path)
+        if ckpt.method != self.method:
+            raise CheckpointError(f"{ckpt.path} is a {ckpt.method} run; this config trains {self.method}")
+        changed = changed_keys(ckpt.config, to_dict(self.cfg))
+        refused = refused_resume_changes(self.method, [k for k in changed if k not in ("resume", "name", "log.root")])
+        if refused:
+            raise CheckpointError(f"{ckpt.path}: {', '.join(refused)} cannot change when resuming (the checkpoint's "
+                                  f"networks and state were made with the stored values); start a new run instead")
+        for name, net in self.nets.items():
+            try:
+                net.load_state_dict(ckpt.nets[name])
+            except (KeyError, RuntimeError) as e:
+                raise CheckpointError(f"{ckpt.path}: network {name} does not match the configured architecture: "
+                                      f"{str(e).splitlines()[0]}") from e
+        for name, opt in self.optimizers.items():
+            opt.load_state_dict(ckpt.optim[name])
+        self._restore_schedules(ckpt, [k for k in changed if k.startswith("optim.")])
+        if ckpt.scaler is not None and self.scaler.is_enabled():
+            self.scaler.load_state_dict(ckpt.scaler)
+        try:
+            self.load_extra_state(ckpt.extra)
+        except ValueError as e:
+            raise CheckpointError(f"{ckpt.path}: {e}") from e
+        c = ckpt.counters
+        self.epoch, self.batch_in_epoch, self.step = c["epoch"], c["batch_in_epoch"], c["step"]
+        self._nonfinite_total.fill_(c.get("nonfinite_total", 0))
+        self.metrics = {k: v for k, v in ckpt.metrics.items() if v is not None}
+        self.skipped_images = set(ckpt.skipped_images)
+        if self.rank == 0:
+            set_rng_state(ckpt.rng, self.device)
+        self.last_checkpoint = ckpt.path
+        if self.is_main:
+            note = f"; changed: {', '.join(changed)}" if changed else ""
+            print(f"resumed from {ckpt.path} (epoch {self.epoch}, step {self.step}){note}", flush=True)
+
+    def _restore_schedules(self, ckpt: TrainingCheckpoint, changed_optim: list[str]) -> None:
+        """Optimiser hyper-parameters and schedules come from the current config, placed at the
+        run's progress; Adam's moments and step counts come from the checkpoint."""
+        o = self.cfg.optim
+        groups = self.optimizer_groups()
+        old_optim = ckpt.config.get("optim", {})
+        for name, opt in self.optimizers.items():
+            for group in opt.param_groups:
+                group["lr"] = group["initial_lr"] = groups[name][1]
+                group["betas"] = (o.beta1, o.beta2)
+            saved = ckpt.sched.get(name)
+            if not changed_optim and saved is not None:
+                self.schedulers[name].load_state_dict(saved)
+                if hasattr(self.schedulers[name], "lr_lambdas"):  # the lr of the epoch in progress
+                    place_at(self.schedulers[name], self.epoch_of(ckpt))
+                else:
+                    for group, lr in zip(opt.param_groups, saved.get("_last_lr", [])):
+                        group["lr"] = lr
+                continue
+            self.schedulers[name] = build_scheduler(opt, o)
+            old_base = old_optim.get("lr_D") if name == "D" and old_optim.get("lr_D") else old_optim.get("lr")
+            place_at(self.schedulers[name], self.epoch_of(ckpt), saved, old_optim.get("lr_policy"), old_base)
+
+    @staticmethod
+    def epoch_of(ckpt: TrainingCheckpoint) -> int:
+        return int(ckpt.counters.get("epoch", 0))
+
+    def save(self) -> Path | None:
+        """Write a checkpoint (rank 0); a failed write is reported and training state kept."""
+        path = checkpoint_path(self.run_dir, self.step)
+        if self.is_main:
+            try:
+                save_atomic(self.state_dict(), path)
+            except CheckpointError as e:
+                print(f"WARNING: {e}; the previous checkpoint {self.last_checkpoint} is intact", file=sys.stderr)
+                path = None
+            else:
+                prune_checkpoints(self.run_dir, self.cfg.checkpoint.keep)
+                self.last_checkpoint = path
+        dist.barrier()
+        return path
+
+    def _save_final(self) -> None:
+        """A checkpoint the process is about to exit on: its failure must not pass silently."""
+        if self.save() is None and self.is_main:
+            raise TrainingError(
+                f"could not write the final checkpoint at step {self.step} (see the warning above); the work since "
+                f"the last good checkpoint ({self.last_checkpoint}) is lost when this process exits")
+
+    # ------------------------------------------------------------------------------- loop
+
+    def batches_per_epoch(self) -> int:
+        n = len(self.sampler.inner) // self.cfg.data.batch_size if self.cfg.data.batch_size > 1 \
+            else len(self.sampler.inner)
+        limit = self.cfg.train.max_batches_per_epoch
+        return min(n, limit) if limit else n
+
+    def _batches(self) -> Iterator[dict[str, Any]]:
+        self.sampler.set_epoch(self.epoch, start=self.batch_in_epoch * self.cfg.data.batch_size)
+        limit = self.batches_per_epoch()
+        for batch in self.loader:
+            if self.batch_in_epoch >= limit:
+                break
+            yield batch
+
+    def fit(self) -> TrainResult:
+        total = self.cfg.total_epochs
+        stopped = False
+        try:
+            with StopRequests(announce=self.is_main) as stop:
+                self.stop = stop
+                if self.is_main:
+                    print(self._header(), flush=True)
+                while self.epoch < total and not stopped:
+                    stopped = self._run_epoch(total)
+        finally:
+            self.logger.close()
+            self.folder.close()
+        return TrainResult(self.epoch, self.step, stopped, self.last_checkpoint, dict(self.metrics))
+
+    def close(self) -> None:
+        """Release the run folder (lock, TensorBoard writer) without training; :meth:`fit` does it itself."""
+        self.logger.close()
+        self.folder.close()
+
+    def __del__(self) -> None:
+        folder = self.__dict__.get("folder")
+        if folder is not None:
+            folder.close()
+
+    def _header(self) -> str:
+        return (f"run {self.run_dir} | {self.method} | device {self.device} x{self.world} | {self.describe()} | "
+                f"epochs {self.epoch}/{self.cfg.total_epochs} | {self.batches_per_epoch()} batches/epoch")
+
+    def _run_epoch(self, total_epochs: int) -> bool:
+        """Train one epoch (or its remainder); returns True when stopped by a signal."""
+        cfg = self.cfg
+        bar = tqdm(total=self.batches_per_epoch(), initial=self.batch_in_epoch,
+                   disable=not (self.is_main and cfg.log.progress), desc=f"epoch {self.epoch + 1}/{total_epochs}",
+                   dynamic_ncols=True, leave=True)
+        self._window_start, self._window_images = time.perf_counter(), 0
+        stop_check = max(1, min(cfg.log.scalars_every, 10))
+        try:
+            for batch in self._batches():
+                if batch.get("skipped"):
+                    self.note_skipped(batch["skipped"])
+                logs = self.train_step(batch)
+                self.step += 1
+                self.batch_in_epoch += 1
+                self._window_images += self.batch_size_of(batch) * self.world
+                self._accumulate(logs)
+                bar.update(1)
+                if self.step % cfg.log.scalars_every == 0:
+                    self._flush_scalars(bar)
+                if cfg.log.images_every and self.step % cfg.log.images_every == 0:
+                    rows = self.image_rows()
+                    if rows:
+                        self.logger.image_rows(self.step, rows, self.image_range)
+                if cfg.checkpoint.every_steps and self.step % cfg.checkpoint.every_steps == 0:
+                    self.save()
+                if self.step % stop_check == 0 and dist.any_rank(self.stop.requested, self.device):
+                    bar.close()
+                    self._flush_scalars(None)
+                    self._save_final()
+                    if self.is_main:
+                        print(f"stopped at epoch {self.epoch} batch {self.batch_in_epoch} (step {self.step}); "
+                              f"resume with: python train.py --resume {self.run_dir}", flush=True)
+                    return True
+        finally:
+            bar.close()
+        self._flush_scalars(None)
+        self._end_epoch()
+        return False
+
+    @staticmethod
+    def batch_size_of(batch: dict[str, Any]) -> int:
+        first = next(v for v in batch.values() if isinstance(v, torch.Tensor))
+        return int(first.shape[0])
+
+    def _accumulate(self, logs: dict[str, torch.Tensor]) -> None:
+        """Window sums of the finite values only, so one skipped NaN step does not blank a curve."""
+        for key, value in logs.items():
+            value = value.detach().float()
+            finite = torch.isfinite(value)
+            if key not in self._sums:
+                self._sums[key], self._counts[key] = torch.zeros_like(self._zero), torch.zeros_like(self._zero)
+            self._sums[key] += torch.where(finite, value, self._zero)
+            self._counts[key] += finite.float()
+
+    def _flush_scalars(self, bar: tqdm | None) -> None:
+        """The one host read of the window: means, non-finite counts; stop after too many in a row."""
+        keys = list(self._sums)
+        packed = torch.stack([*(self._sums[k] for k in keys), *(self._counts[k] for k in keys),
+                              self._nonfinite_total, self._worst_streak]).tolist()
+        n = len(keys)
+        means = {k: packed[i] / packed[n + i] for i, k in enumerate(keys) if packed[n + i] > 0}
+        total, worst = int(packed[2 * n]), int(packed[2 * n + 1])
+        new_bad = total - self.nonfinite_total
+        self.nonfinite_total = total
+        self._sums.clear()
+        self._counts.clear()
+        self._worst_streak.zero_()
+        seconds = max(time.perf_counter() - self._window_start, 1e-9)
+        values = {f"loss/{k}": v for k, v in means.items() if k != "nonfinite"}
+        values["perf/images_per_s"] = self._window_images / seconds
+        values["health/nonfinite_total"] = total
+        values["health/skipped_images"] = len(self.skipped_images)
+        self._window_start, self._window_images = time.perf_counter(), 0
+        if keys:
+            self.logger.scalars(self.step, values)
+        if bar is not None:
+            bar.set_postfix({k: f"{v:.3f}" for k, v in means.items() if k in self.progress_keys}, refresh=False)
+        if new_bad and self.is_main:
+            tqdm.write(f"WARNING: {new_bad} non-finite loss(es) (NaN/Inf) up to step {self.step}: those updates were "
+                       f"skipped ({total} in total; the run stops after train.max_nonfinite="
+                       f"{self.cfg.train.max_nonfinite} in a row)", file=sys.stderr)
+        if worst >= self.cfg.train.max_nonfinite:
+            last = self.last_checkpoint or "none written yet (the run started with non-finite losses)"
+            raise TrainingError(
+                f"{worst} consecutive non-finite losses (NaN/Inf) by step {self.step}; updates were skipped and the "
+                f"run is stopped. Last good checkpoint: {last}. Try a lower optim.lr or train.amp=off.")
+
+    progress_keys: tuple[str, ...] = ()  # losses shown in the progress bar
+    image_range: tuple[float, float] = (-1.0, 1.0)  # value range of image_rows()
+
+    def _end_epoch(self) -> None:
+        cfg = self.cfg
+        self.metrics.update(self.validate())
+        value = self.plateau_value()
+        for sched in self.schedulers.values():
+            step_scheduler(sched, value)
+        self.epoch += 1
+        self.batch_in_epoch = 0
+        lrs = {f"lr/{n}": o.param_groups[0]["lr"] for n, o in self.optimizers.items()}
+        self.logger.scalars(self.step, {**lrs, "epoch": self.epoch,
+                                        **{f"val/{k}": v for k, v in self.metrics.items() if math.isfinite(v)}})
+        if self.is_main:
+            vals = "".join(f"val {k} {v:.4f} | " for k, v in self.metrics.items())
+            health = "".join([f" | skipped images {len(self.skipped_images)}" if self.skipped_images else "",
+                              f" | non-finite steps {self.nonfinite_total}" if self.nonfinite_total else ""])
+            lr = next(iter(self.optimizers.values())).param_groups[0]["lr"]
+            print(f"epoch {self.epoch}/{cfg.total_epochs} done | {vals}lr {lr:.2e} | step {self.step}{health}",
+                  flush=True)
+        if self.epoch == cfg.total_epochs:
+            self._save_final()
+        elif cfg.checkpoint.every_epochs and self.epoch % cfg.checkpoint.every_epochs == 0:
+            self.save()
