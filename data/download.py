@@ -27,6 +27,8 @@ Every file is streamed to a temp file beside its destination (with a per-request
 checked, and renamed into place: a failed or interrupted download leaves nothing behind, no
 partial file, no temp file, no folder it had to create. Zips with absolute or ../ paths are refused.
 This module imports no torch, so --help answers at once; fetch_file serves every weight download.
+(Past 400 lines on purpose: the fetcher, the name table and the three installers share their
+clean-up rules, and callers need one light module.)
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ MODEL_URL = "http://efrosgans.eecs.berkeley.edu/cyclegan/pretrained_models/{}.pt
 FAST_NEURAL_STYLE_URL = "https://www.dropbox.com/s/lrvwfehqdcxoza8/saved_models.zip?dl=1"
 FAST_NEURAL_STYLES = ("candy", "mosaic", "rain_princess", "udnie")  # saved_models/<style>.pth in the zip
 LAYOUT = ("trainA", "trainB", "testA", "testB")
+TEST_ONLY = {"ae_photos"}  # photos to try the style_* generators on: a test split only, so testA/ or testB/ will do
 DEFAULT_OUTPUT = {"dataset": "datasets", "generator": "checkpoints", "bundle": "checkpoints"}
 _MIRROR = "try again, or pass --url for a mirror"
 
@@ -78,7 +81,7 @@ _DATASETS = {  # the reference's dataset names -> what they hold (A <-> B)
     "cityscapes": "street photos <-> label maps (license: get it from cityscapes-dataset.com, pass --url)",
     "facades": "building facades <-> label maps (paired, CMP Facades)",
     "iphone2dslr_flower": "iPhone flower photos <-> DSLR ones with shallow depth of field",
-    "ae_photos": "a small set of test photos (no training split)",
+    "ae_photos": "photos by Alexei Efros to try the style_* generators on (test split only)",
 }
 _GENERATORS = {  # the reference's pretrained generator names -> what they translate
     "apple2orange": "apple -> orange", "orange2apple": "orange -> apple",
@@ -144,7 +147,9 @@ def _remove_dirs(created: list[Path]) -> None:
             pass
 
 
-def _describe(e: BaseException, url: str, dst: Path, timeout: float) -> str:
+def _describe(e: BaseException, url: str, dst: Path, timeout: float, local: bool) -> str:
+    if local or (isinstance(e, OSError) and e.errno in {errno.ENOSPC, errno.EACCES, errno.EROFS, errno.EDQUOT}):
+        return f"cannot save {url} as {dst}: {e}; free some space or choose another --output"
     if isinstance(e, urllib.error.HTTPError):
         return f"cannot download {url}: HTTP {e.code} {e.reason}; {_MIRROR}"
     if isinstance(e, urllib.error.URLError):
@@ -153,8 +158,6 @@ def _describe(e: BaseException, url: str, dst: Path, timeout: float) -> str:
         return f"cannot download {url}: no answer within {timeout:g} s; {_MIRROR}"
     if isinstance(e, http.client.IncompleteRead):
         return f"cannot download {url}: the connection closed early (truncated); {_MIRROR}"
-    if isinstance(e, OSError) and e.errno in {errno.ENOSPC, errno.EACCES, errno.EROFS, errno.EDQUOT, errno.EPERM}:
-        return f"cannot save {url} as {dst}: {e.strerror}; free some space or choose another --output"
     return f"cannot download {url}: {e}; {_MIRROR}"
 
 
@@ -173,10 +176,12 @@ def fetch_file(url: str, dst: str | Path, *, timeout: float = 60.0, sha256_prefi
     dst = Path(dst)
     created: list[Path] = []
     tmp: Path | None = None
+    local = True  # until the request goes out, an OSError is about the destination, not the network
     try:
         _make_dirs(dst.parent, created)
         fd, name = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name}.", suffix=".part")
         tmp = Path(name)
+        local = False
         digest = hashlib.sha256()
         done = total = 0
         with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:
@@ -200,6 +205,7 @@ def fetch_file(url: str, dst: str | Path, *, timeout: float = 60.0, sha256_prefi
                                 f"{sha256_prefix.lower()}...: the file is damaged or changed upstream; {_MIRROR}")
         if check is not None:
             check(tmp)
+        local = True
         os.replace(tmp, dst)
         tmp = None
         return dst
@@ -210,7 +216,7 @@ def fetch_file(url: str, dst: str | Path, *, timeout: float = 60.0, sha256_prefi
         if isinstance(e, (DownloadError, KeyboardInterrupt)):
             raise
         if isinstance(e, (OSError, http.client.HTTPException, ValueError)):  # ValueError: a malformed URL
-            raise DownloadError(_describe(e, url, dst, timeout)) from e
+            raise DownloadError(_describe(e, url, dst, timeout, local)) from e
         raise
 
 
@@ -274,9 +280,15 @@ def find_pretrained(name: str, root: str | Path = "checkpoints") -> Path | None:
 # --- the three kinds --------------------------------------------------------------------------------------------
 
 
+def _complete(folder: Path, name: str) -> bool:
+    if name in TEST_ONLY:
+        return any((folder / sub).is_dir() for sub in ("testA", "testB"))
+    return all((folder / sub).is_dir() for sub in LAYOUT)
+
+
 def _dataset(name: str, entry: Entry, root: Path, overwrite: bool, timeout: float, progress: bool) -> Fetched:
     target = root / entry.dest
-    if all((target / sub).is_dir() for sub in LAYOUT) and not overwrite:
+    if _complete(target, name) and not overwrite:
         return Fetched(target, False)
     if target.exists() and not overwrite:
         raise DownloadError(f"{target} exists but is not a complete dataset ({'/ '.join(LAYOUT)}/); "
@@ -295,7 +307,7 @@ def _dataset(name: str, entry: Entry, root: Path, overwrite: bool, timeout: floa
         zip_path.unlink()
         # Zips hold either name/trainA/... or trainA/... at the top.
         candidates = [extract / name, extract] + [p for p in extract.iterdir() if p.is_dir()]
-        src = next((c for c in candidates if all((c / sub).is_dir() for sub in LAYOUT)), None)
+        src = next((c for c in candidates if _complete(c, name)), None)
         if src is None:
             raise DownloadError(f"{entry.url}: the zip does not contain {'/ '.join(LAYOUT)}/; {_MIRROR}")
         _swap_in(src, target, tmp / "old")
@@ -419,7 +431,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--url", help="download from this address instead (a mirror)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing copy")
     parser.add_argument("--timeout", type=float, default=60.0, metavar="SECONDS",
-                        help="seconds to wait for the server, per request")
+                        help="seconds to wait for each answer of the server")
     parser.add_argument("--list", action="store_true", help="print every name with what it is, and exit")
     args = parser.parse_args(argv)
     if args.list:
