@@ -1,92 +1,459 @@
-"""Download one of the public CycleGAN datasets (the reference's download_cyclegan_dataset.sh).
+"""Download the public CycleGAN datasets and pretrained models by name.
 
-    python -m data.download monet2photo --root datasets
-    python -m data.download monet2photo --root datasets --url http://mirror/monet2photo.zip
+examples:
+  python -m data.download --list                  # every name, with what it is
+  python -m data.download monet2photo             # dataset -> datasets/monet2photo/{trainA,trainB,testA,testB}
+  python -m data.download style_monet             # -> checkpoints/style_monet_pretrained/latest_net_G.pth
+  python -m data.download monet2photo_pretrained  # a model whose name is also a dataset's takes _pretrained
+  python -m data.download fast_neural_style       # candy, mosaic, ... .pth -> checkpoints/fast_neural_style/
+  python -m data.download horse2zebra --output /data --url http://mirror/horse2zebra.zip
 
-The zip is streamed to a temp file, checked, extracted into a temp folder and moved into
-place only when it holds trainA/ trainB/ testA/ testB/, so an interrupted download never
-leaves a half dataset that training would pick up.
+Sources: the public CycleGAN reference (Zhu et al. 2017, junyanz/pytorch-CycleGAN-and-pix2pix:
+datasets/download_cyclegan_dataset.sh, scripts/download_cyclegan_model.sh; same servers, same
+folder layout, so `python test.py --checkpoint checkpoints/style_monet_pretrained` works as with
+the reference) and PyTorch's examples/fast_neural_style (download_saved_models.py: one zip of
+four Johnson et al. 2016 transformer networks).
+
+command-line convention (the same for every command in this project):
+  --output DIR   where results go (default: datasets/ for datasets, checkpoints/ for models);
+                 --root is an old spelling of it
+  --url URL      fetch from this address instead (a mirror); with --url any plain name is taken
+                 as a dataset zip
+  --overwrite    the only way an existing copy is replaced; the new copy is complete before
+                 the old one is removed
+  exit codes     0 done, 1 nothing done (already there), 2 error (one line on stderr: "error: ...")
+
+Every file is streamed to a temp file beside its destination (with a per-request timeout),
+checked, and renamed into place: a failed or interrupted download leaves nothing behind, no
+partial file, no temp file, no folder it had to create. Zips with absolute or ../ paths are refused.
+This module imports no torch, so --help answers at once; fetch_file serves every weight download.
+(Past 400 lines on purpose: the fetcher, the name table and the three installers share their
+clean-up rules, and callers need one light module.)
 """
 
 from __future__ import annotations
 
 import argparse
+import difflib
+import errno
+import hashlib
+import http.client
+import os
+import re
 import shutil
 import sys
 import tempfile
+import urllib.error
 import urllib.request
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 
-BASE_URL = "http://efrosgans.eecs.berkeley.edu/cyclegan/datasets"
-DATASETS = (
-    "apple2orange", "summer2winter_yosemite", "horse2zebra", "monet2photo", "cezanne2photo", "ukiyoe2photo",
-    "vangogh2photo", "maps", "cityscapes", "facades", "iphone2dslr_flower", "ae_photos",
-)
+DATASET_URL = "http://efrosgans.eecs.berkeley.edu/cyclegan/datasets/{}.zip"
+MODEL_URL = "http://efrosgans.eecs.berkeley.edu/cyclegan/pretrained_models/{}.pth"
+FAST_NEURAL_STYLE_URL = "https://www.dropbox.com/s/lrvwfehqdcxoza8/saved_models.zip?dl=1"
+FAST_NEURAL_STYLES = ("candy", "mosaic", "rain_princess", "udnie")  # saved_models/<style>.pth in the zip
 LAYOUT = ("trainA", "trainB", "testA", "testB")
+TEST_ONLY = {"ae_photos"}  # photos to try the style_* generators on: a test split only, so testA/ or testB/ will do
+DEFAULT_OUTPUT = {"dataset": "datasets", "generator": "checkpoints", "bundle": "checkpoints"}
+_MIRROR = "try again, or pass --url for a mirror"
+
+
+class Entry(NamedTuple):
+    """One downloadable thing. ``dest`` is relative to --output: a folder (dataset, bundle) or a file (generator)."""
+
+    kind: str  # "dataset" (zip of trainA/ trainB/ testA/ testB/), "generator" (one .pth), "bundle" (zip of .pth)
+    url: str | None  # None: not redistributed, --url is needed
+    dest: str
+    about: str
+
+
+_DATASETS = {  # the reference's dataset names -> what they hold (A <-> B)
+    "apple2orange": "ImageNet apples <-> oranges",
+    "summer2winter_yosemite": "Yosemite in summer <-> in winter (Flickr)",
+    "horse2zebra": "ImageNet horses <-> zebras",
+    "monet2photo": "Monet paintings <-> landscape photos",
+    "cezanne2photo": "Cezanne paintings <-> landscape photos",
+    "ukiyoe2photo": "Ukiyo-e prints <-> landscape photos",
+    "vangogh2photo": "Van Gogh paintings <-> landscape photos",
+    "maps": "satellite photos <-> Google maps (paired, New York)",
+    "cityscapes": "street photos <-> label maps (license: get it from cityscapes-dataset.com, pass --url)",
+    "facades": "building facades <-> label maps (paired, CMP Facades)",
+    "iphone2dslr_flower": "iPhone flower photos <-> DSLR ones with shallow depth of field",
+    "ae_photos": "photos by Alexei Efros to try the style_* generators on (test split only)",
+}
+_GENERATORS = {  # the reference's pretrained generator names -> what they translate
+    "apple2orange": "apple -> orange", "orange2apple": "orange -> apple",
+    "summer2winter_yosemite": "Yosemite summer -> winter", "winter2summer_yosemite": "Yosemite winter -> summer",
+    "horse2zebra": "horse -> zebra", "zebra2horse": "zebra -> horse",
+    "monet2photo": "Monet painting -> photo", "style_monet": "photo -> Monet painting",
+    "style_cezanne": "photo -> Cezanne painting", "style_ukiyoe": "photo -> Ukiyo-e print",
+    "style_vangogh": "photo -> Van Gogh painting",
+    "sat2map": "satellite photo -> map", "map2sat": "map -> satellite photo",
+    "cityscapes_photo2label": "street photo -> label map", "cityscapes_label2photo": "label map -> street photo",
+    "facades_photo2label": "facade photo -> label map", "facades_label2photo": "label map -> facade photo",
+    "iphone2dslr_flower": "iPhone flower photo -> DSLR look",
+}
+CYCLEGAN_MODELS = tuple(_GENERATORS)
+
+
+def _generator_key(model: str) -> str:
+    return f"{model}_pretrained" if model in _DATASETS else model  # a bare shared name stays the dataset
+
+
+NAMES: dict[str, Entry] = {
+    **{n: Entry("dataset", None if n == "cityscapes" else DATASET_URL.format(n), n, f"dataset: {a}")
+       for n, a in _DATASETS.items()},
+    **{_generator_key(n): Entry("generator", MODEL_URL.format(n), f"{n}_pretrained/latest_net_G.pth",
+                                f"CycleGAN generator (reference): {a}") for n, a in _GENERATORS.items()},
+    "fast_neural_style": Entry("bundle", FAST_NEURAL_STYLE_URL, "fast_neural_style",
+                               f"Johnson et al. 2016 networks (PyTorch examples): {', '.join(FAST_NEURAL_STYLES)}"),
+}
+# Other spellings that name the same entry: every generator as <name>_pretrained, each style its bundle.
+ALIASES = {**{f"{n}_pretrained": _generator_key(n) for n in _GENERATORS}, **dict.fromkeys(FAST_NEURAL_STYLES,
+                                                                                          "fast_neural_style")}
 
 
 class DownloadError(Exception):
-    pass
+    """A download that failed and left nothing behind; the message is one line: what, and what to do."""
 
 
-def download_dataset(name: str, root: str | Path = "datasets", url: str | None = None, timeout: float = 60.0) -> Path:
-    """Fetch ``name`` into ``root/name``; returns that folder. An existing complete copy is kept."""
-    if url is None and name not in DATASETS:
-        raise DownloadError(f"unknown dataset {name!r}; valid: {', '.join(DATASETS)} (or pass --url)")
-    root = Path(root)
-    target = root / name
-    if all((target / sub).is_dir() for sub in LAYOUT):
-        print(f"{target} already exists")
-        return target
-    url = url or f"{BASE_URL}/{name}.zip"
-    root.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=root, prefix=f".{name}.") as tmp:
-        zip_path = Path(tmp) / f"{name}.zip"
-        print(f"downloading {url}", flush=True)
+class Fetched(NamedTuple):
+    path: Path
+    done: bool  # False: it was already there and nothing was fetched
+
+
+# --- one file ---------------------------------------------------------------------------------------------------
+
+
+def _make_dirs(folder: Path, created: list[Path]) -> None:
+    """mkdir -p that appends each folder it creates to ``created`` (outermost first), so a failure can remove them."""
+    missing = []
+    for p in [folder, *folder.parents]:
+        if p.is_dir():
+            break
+        missing.append(p)
+    for p in reversed(missing):
+        p.mkdir()
+        created.append(p)
+
+
+def _remove_dirs(created: list[Path]) -> None:
+    for p in reversed(created):
         try:
-            with urllib.request.urlopen(url, timeout=timeout) as response, open(zip_path, "wb") as out:
-                total = int(response.headers.get("Content-Length") or 0)
-                done = 0
-                while chunk := response.read(1 << 20):
-                    out.write(chunk)
-                    done += len(chunk)
-                    if total:
-                        print(f"\r  {done / 2**20:.1f} / {total / 2**20:.1f} MiB", end="", flush=True)
-            print()
-        except OSError as e:
-            raise DownloadError(f"cannot download {url}: {e}") from e
-        if not zipfile.is_zipfile(zip_path):
-            raise DownloadError(f"{url} did not return a zip file")
-        extract = Path(tmp) / "x"
+            p.rmdir()  # only if empty: never removes anything that someone else put there meanwhile
+        except OSError:
+            pass
+
+
+def _describe(e: BaseException, url: str, dst: Path, timeout: float, local: bool) -> str:
+    if local or (isinstance(e, OSError) and e.errno in {errno.ENOSPC, errno.EACCES, errno.EROFS, errno.EDQUOT}):
+        return f"cannot save {url} as {dst}: {e}; free some space or choose another --output"
+    if isinstance(e, urllib.error.HTTPError):
+        return f"cannot download {url}: HTTP {e.code} {e.reason}; {_MIRROR}"
+    if isinstance(e, urllib.error.URLError):
+        e = e.reason if isinstance(e.reason, BaseException) else OSError(str(e.reason))
+    if isinstance(e, TimeoutError):
+        return f"cannot download {url}: no answer within {timeout:g} s; {_MIRROR}"
+    if isinstance(e, http.client.IncompleteRead):
+        return f"cannot download {url}: the connection closed early (truncated); {_MIRROR}"
+    return f"cannot download {url}: {e}; {_MIRROR}"
+
+
+def fetch_file(url: str, dst: str | Path, *, timeout: float = 60.0, sha256_prefix: str | None = None,
+               progress: bool = True, check: Callable[[Path], None] | None = None) -> Path:
+    """Download ``url`` to ``dst`` atomically; returns ``dst``.
+
+    Streams into a temp file in dst's folder, compares the SHA-256 with ``sha256_prefix`` (hex, any
+    length) when given, runs ``check(temp_path)`` (raise DownloadError to refuse the file), then
+    renames onto ``dst`` (replacing an existing file only at that last step). ``timeout`` (seconds)
+    bounds the connection and each read of this request alone; the process-wide socket default is
+    never touched. Any failure (network, timeout, HTTP error, truncation, hash mismatch, full disk,
+    Ctrl-C) removes the temp file and the folders this call created, and raises DownloadError (one
+    line naming the URL); KeyboardInterrupt is re-raised after the cleanup.
+    """
+    dst = Path(dst)
+    created: list[Path] = []
+    tmp: Path | None = None
+    local = True  # until the request goes out, an OSError is about the destination, not the network
+    try:
+        _make_dirs(dst.parent, created)
+        fd, name = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name}.", suffix=".part")
+        tmp = Path(name)
+        local = False
+        digest = hashlib.sha256()
+        done = total = 0
+        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:
+            total = int(response.headers.get("Content-Length") or 0)
+            if progress:
+                print(f"downloading {url}", file=sys.stderr, flush=True)
+            while chunk := response.read(1 << 20):
+                out.write(chunk)
+                digest.update(chunk)
+                done += len(chunk)
+                if progress and total and sys.stderr.isatty():
+                    print(f"\r  {done / 2**20:.1f} / {total / 2**20:.1f} MiB", end="", file=sys.stderr, flush=True)
+            out.flush()
+            os.fsync(out.fileno())
+        if progress and total and sys.stderr.isatty():
+            print(file=sys.stderr)
+        if total and done != total:
+            raise DownloadError(f"cannot download {url}: got {done} of {total} bytes (truncated); {_MIRROR}")
+        if sha256_prefix and not digest.hexdigest().startswith(sha256_prefix.lower()):
+            raise DownloadError(f"{url}: SHA-256 {digest.hexdigest()[:16]}... is not the expected "
+                                f"{sha256_prefix.lower()}...: the file is damaged or changed upstream; {_MIRROR}")
+        if check is not None:
+            check(tmp)
+        local = True
+        os.replace(tmp, dst)
+        tmp = None
+        return dst
+    except BaseException as e:
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
+        _remove_dirs(created)
+        if isinstance(e, (DownloadError, KeyboardInterrupt)):
+            raise
+        if isinstance(e, (OSError, http.client.HTTPException, ValueError)):  # ValueError: a malformed URL
+            raise DownloadError(_describe(e, url, dst, timeout, local)) from e
+        raise
+
+
+def _torch_file(url: str) -> Callable[[Path], None]:
+    def check(path: Path) -> None:  # torch.save writes a zip (PyTorch >= 1.6) or a pickle (older): catches HTML pages
+        with path.open("rb") as f:
+            head = f.read(4)
+        if not (head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"):
+            raise DownloadError(f"{url} did not return a PyTorch weights file; {_MIRROR}")
+    return check
+
+
+def _zip_file(url: str) -> Callable[[Path], None]:
+    def check(path: Path) -> None:
+        if not zipfile.is_zipfile(path):
+            raise DownloadError(f"{url} did not return a zip file; {_MIRROR}")
+    return check
+
+
+def _check_members(zf: zipfile.ZipFile, url: str) -> None:
+    """Refuse names that would land outside the extraction folder (absolute, drive letters, ..)."""
+    for member in zf.namelist():
+        parts = member.replace("\\", "/").split("/")
+        if member.startswith(("/", "\\")) or re.match(r"[A-Za-z]:", member) or ".." in parts:
+            raise DownloadError(f"{url}: unsafe path {member!r} in the zip; refusing to extract it")
+
+
+# --- names ------------------------------------------------------------------------------------------------------
+
+
+def resolve(name: str, url: str | None = None) -> tuple[str, Entry]:
+    """The table key and entry for ``name``; with ``url`` an unknown plain name is a dataset at that address."""
+    key = ALIASES.get(name, name)
+    if key in NAMES:
+        entry = NAMES[key]
+        return key, entry._replace(url=url) if url else entry
+    if url is not None and re.fullmatch(r"[A-Za-z0-9_.-]+", name) and name not in (".", ".."):
+        return name, Entry("dataset", url, name, "dataset from --url")
+    close = difflib.get_close_matches(name, [*NAMES, *ALIASES], n=1, cutoff=0.6)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    raise DownloadError(f"unknown name {name!r}{hint}; valid: {', '.join(NAMES)} (see --list, or pass --url)")
+
+
+def find_pretrained(name: str, root: str | Path = "checkpoints") -> Path | None:
+    """The downloaded weights file for a pretrained model name, or None when it is not there (or not a model name).
+
+    CycleGAN reference names (``style_monet``, ``monet2photo`` or ``monet2photo_pretrained``) ->
+    ``root/<name>_pretrained/latest_net_G.pth``; ``candy``, ``mosaic``, ``rain_princess``, ``udnie`` ->
+    ``root/fast_neural_style/<name>.pth``.
+    """
+    model = name.removesuffix("_pretrained")
+    if model in _GENERATORS:
+        path = Path(root) / NAMES[_generator_key(model)].dest
+    elif name in FAST_NEURAL_STYLES:
+        path = Path(root) / NAMES["fast_neural_style"].dest / f"{name}.pth"
+    else:
+        return None
+    return path if path.is_file() else None
+
+
+# --- the three kinds --------------------------------------------------------------------------------------------
+
+
+def _complete(folder: Path, name: str) -> bool:
+    if name in TEST_ONLY:
+        return any((folder / sub).is_dir() for sub in ("testA", "testB"))
+    return all((folder / sub).is_dir() for sub in LAYOUT)
+
+
+def _dataset(name: str, entry: Entry, root: Path, overwrite: bool, timeout: float, progress: bool) -> Fetched:
+    target = root / entry.dest
+    if _complete(target, name) and not overwrite:
+        return Fetched(target, False)
+    if target.exists() and not overwrite:
+        raise DownloadError(f"{target} exists but is not a complete dataset ({'/ '.join(LAYOUT)}/); "
+                            "pass --overwrite to replace it or choose another --output")
+    created: list[Path] = []
+    tmp = None
+    try:
+        _make_dirs(root, created)
+        tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".{name}.", suffix=".part"))
+        zip_path = fetch_file(entry.url, tmp / f"{name}.zip", timeout=timeout, progress=progress,
+                              check=_zip_file(entry.url))
+        extract = tmp / "x"
         with zipfile.ZipFile(zip_path) as zf:
-            for member in zf.namelist():  # refuse paths that would escape the folder
-                if member.startswith("/") or ".." in Path(member).parts:
-                    raise DownloadError(f"{url}: unsafe path {member!r} in the zip")
+            _check_members(zf, entry.url)
             zf.extractall(extract)
+        zip_path.unlink()
         # Zips hold either name/trainA/... or trainA/... at the top.
         candidates = [extract / name, extract] + [p for p in extract.iterdir() if p.is_dir()]
-        src = next((c for c in candidates if all((c / sub).is_dir() for sub in LAYOUT)), None)
+        src = next((c for c in candidates if _complete(c, name)), None)
         if src is None:
-            raise DownloadError(f"{url}: the zip does not contain {'/ '.join(LAYOUT)}/")
-        if target.exists():
-            shutil.rmtree(target)
-        shutil.move(str(src), str(target))
-    print(f"{name} ready in {target}")
-    return target
+            raise DownloadError(f"{entry.url}: the zip does not contain {'/ '.join(LAYOUT)}/; {_MIRROR}")
+        _swap_in(src, target, tmp / "old")
+        created = []
+    finally:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+        _remove_dirs(created)
+    return Fetched(target, True)
+
+
+def _swap_in(new: Path, target: Path, aside: Path) -> None:
+    """Put folder ``new`` at ``target``; an old ``target`` goes to ``aside`` first and comes back if the move fails."""
+    if target.exists():
+        os.replace(target, aside)
+    try:
+        os.replace(new, target)
+    except BaseException:
+        if aside.exists():
+            os.replace(aside, target)
+        raise
+
+
+def _generator(entry: Entry, root: Path, overwrite: bool, timeout: float, progress: bool) -> Fetched:
+    target = root / entry.dest
+    if target.exists() and not overwrite:
+        return Fetched(target, False)
+    return Fetched(fetch_file(entry.url, target, timeout=timeout, progress=progress, check=_torch_file(entry.url)),
+                   True)
+
+
+def _bundle(name: str, entry: Entry, root: Path, overwrite: bool, timeout: float, progress: bool) -> Fetched:
+    target = root / entry.dest
+    wanted = [s for s in FAST_NEURAL_STYLES if overwrite or not (target / f"{s}.pth").exists()]
+    if not wanted:  # files already there are kept: the user may have put them there
+        return Fetched(target, False)
+    created: list[Path] = []
+    tmp = None
+    try:
+        _make_dirs(root, created)
+        tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".{name}.", suffix=".part"))
+        zip_path = fetch_file(entry.url, tmp / f"{name}.zip", timeout=timeout, progress=progress,
+                              check=_zip_file(entry.url))
+        with zipfile.ZipFile(zip_path) as zf:
+            _check_members(zf, entry.url)
+            # saved_models/<style>.pth in the examples' zip; matched by file name so a flat mirror works too.
+            members = {Path(m).name: m for m in zf.namelist() if not m.endswith("/")}
+            missing = [s for s in wanted if f"{s}.pth" not in members]
+            if missing:
+                raise DownloadError(f"{entry.url}: the zip lacks {', '.join(s + '.pth' for s in missing)}; {_MIRROR}")
+            for s in wanted:
+                with zf.open(members[f"{s}.pth"]) as src, open(tmp / f"{s}.pth", "wb") as out:
+                    shutil.copyfileobj(src, out)
+                _torch_file(entry.url)(tmp / f"{s}.pth")
+        _make_dirs(target, created)
+        for s in wanted:  # each rename is atomic: an old file is replaced by a complete new one
+            os.replace(tmp / f"{s}.pth", target / f"{s}.pth")
+        created = []
+    finally:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+        _remove_dirs(created)
+    return Fetched(target, True)
+
+
+def download(name: str, output: str | Path | None = None, *, url: str | None = None, overwrite: bool = False,
+             timeout: float = 60.0, progress: bool = True) -> Fetched:
+    """Fetch ``name`` (a dataset, a CycleGAN generator or the fast_neural_style bundle) under ``output``.
+
+    ``output`` defaults to DEFAULT_OUTPUT[kind]. An existing complete copy is kept (``done`` False)
+    unless ``overwrite``. Raises DownloadError (nothing left behind) on any failure.
+    """
+    key, entry = resolve(name, url)
+    if entry.url is None:
+        raise DownloadError(f"{key} is not on the reference's server (license): get it from its owners, pass --url")
+    root = Path(output if output is not None else DEFAULT_OUTPUT[entry.kind])
+    try:
+        if entry.kind == "dataset":
+            return _dataset(key, entry, root, overwrite, timeout, progress)
+        if entry.kind == "generator":
+            return _generator(entry, root, overwrite, timeout, progress)
+        return _bundle(key, entry, root, overwrite, timeout, progress)
+    except zipfile.BadZipFile as e:
+        raise DownloadError(f"{entry.url}: damaged zip ({e}); {_MIRROR}") from e
+    except OSError as e:  # local: read-only or full --output, a file where a folder should be
+        raise DownloadError(f"cannot write under {root}: {e}; free some space or choose another --output") from e
+
+
+def download_dataset(name: str, root: str | Path = "datasets", url: str | None = None, timeout: float = 60.0,
+                     overwrite: bool = False) -> Path:
+    """Fetch dataset ``name`` into ``root/name`` and return that folder (kept when already complete)."""
+    return download(name, root, url=url, overwrite=overwrite, timeout=timeout).path
+
+
+# --- command line -----------------------------------------------------------------------------------------------
+
+
+def listing() -> str:
+    width = max(map(len, NAMES))
+    lines = [f"{n:<{width}}  {e.about}" for n, e in NAMES.items()]
+    lines.append(f"(also: every generator as <name>_pretrained; {', '.join(FAST_NEURAL_STYLES)} -> fast_neural_style)")
+    return "\n".join(lines)
+
+
+class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    def _get_help_string(self, action: argparse.Action) -> str | None:  # "(default: None/False)" says nothing
+        return action.help if action.default in (None, False) else super()._get_help_string(action)
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, as every error of the project
+        self.exit(2, f"error: {message} (see --help)\n")
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("name", help=f"one of: {', '.join(DATASETS)}")
-    parser.add_argument("--root", default="datasets", help="parent folder (default: datasets)")
+    parser = _Parser(prog="python -m data.download", description=__doc__, formatter_class=_Formatter)
+    parser.add_argument("name", nargs="?", help="a dataset or model name (see --list)")
+    parser.add_argument("--output", default=argparse.SUPPRESS, metavar="DIR",
+                        help="parent folder (default: datasets for datasets, checkpoints for models)")
+    parser.add_argument("--root", dest="output", default=argparse.SUPPRESS, help=argparse.SUPPRESS)  # old name
     parser.add_argument("--url", help="download from this address instead (a mirror)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing copy")
+    parser.add_argument("--timeout", type=float, default=60.0, metavar="SECONDS",
+                        help="seconds to wait for each answer of the server")
+    parser.add_argument("--list", action="store_true", help="print every name with what it is, and exit")
     args = parser.parse_args(argv)
+    if args.list:
+        print(listing())
+        return 0
+    if args.name is None:
+        parser.error("give a dataset or model name (--list shows them)")
     try:
-        download_dataset(args.name, args.root, args.url)
+        got = download(args.name, getattr(args, "output", None), url=args.url, overwrite=args.overwrite,
+                       timeout=args.timeout)
     except DownloadError as e:
         print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted; nothing was kept", file=sys.stderr)
+        return 2
+    if not got.done:
+        print(f"{got.path} is already there; nothing to do (--overwrite replaces it)")
         return 1
+    shared = args.name in _DATASETS and args.name in _GENERATORS
+    note = f" (its pretrained generator: python -m data.download {args.name}_pretrained)" if shared else ""
+    print(f"{args.name} ready in {got.path}{note}")
     return 0
 
 

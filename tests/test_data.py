@@ -1,13 +1,9 @@
-"""Data: image modes, transforms, the unaligned dataset and sampler, demo dataset, download."""
+"""Data: image modes, transforms, the unaligned dataset and sampler, demo dataset (downloads: test_download.py)."""
 
 from __future__ import annotations
 
-import functools
-import http.server
 import io
 import json
-import threading
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +12,6 @@ import torch
 from PIL import Image
 
 from data.demo import DemoSpec, make_demo_dataset
-from data.download import DownloadError, download_dataset
 from data.image_io import BadImageError, load_rgb
 from data.unaligned import DatasetError, EpochSampler, Transform, UnalignedDataset, image_folder, split_train_val
 
@@ -158,35 +153,3 @@ def test_demo_dataset_layout_pairs_and_determinism(tmp_path: Path) -> None:
     painting = np.asarray(Image.open(a / "testA" / "0000.png"), dtype=float)
     photo = np.asarray(Image.open(a / "testB" / "0000.png"), dtype=float)
     assert painting.shape == photo.shape and np.abs(painting - photo).mean() > 5  # a real change
-
-
-def _serve(folder: Path):
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(folder))
-    handler.log_message = lambda *a, **k: None
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server
-
-
-def test_download_from_local_server(tmp_path: Path) -> None:
-    served = tmp_path / "served"
-    served.mkdir()
-    with zipfile.ZipFile(served / "tiny2photo.zip", "w") as zf:
-        for sub in ("trainA", "trainB", "testA", "testB"):
-            buf = io.BytesIO()
-            Image.new("RGB", (8, 8), (9, 9, 9)).save(buf, "PNG")
-            zf.writestr(f"tiny2photo/{sub}/0.png", buf.getvalue())
-    (served / "broken.zip").write_bytes(b"nope")
-    server = _serve(served)
-    base = f"http://127.0.0.1:{server.server_address[1]}"
-    try:
-        out = download_dataset("tiny2photo", tmp_path / "datasets", url=f"{base}/tiny2photo.zip")
-        assert out == tmp_path / "datasets" / "tiny2photo"
-        assert load_rgb(out / "testB" / "0.png").getpixel((0, 0)) == (9, 9, 9)
-        with pytest.raises(DownloadError, match="not return a zip"):
-            download_dataset("other", tmp_path / "datasets", url=f"{base}/broken.zip")
-        assert not (tmp_path / "datasets" / "other").exists()  # nothing half-made left behind
-        with pytest.raises(DownloadError, match="monet2photo"):
-            download_dataset("not_a_dataset", tmp_path / "datasets")
-    finally:
-        server.shutdown()
