@@ -69,6 +69,36 @@ class CheckpointConfig:
 
 
 @dataclass
+class ImageDataConfig:
+    """One folder of training images (a content set, COCO-like): Johnson networks and WCT decoders."""
+
+    root: str = "datasets/demo/trainB"  # a folder of images (recursively); the demo's photos offline
+    demo: bool = False  # generate the built-in demo dataset first (root must lie inside datasets/demo)
+    load_size: int = 286  # shorter side resized to this, then a random crop
+    crop_size: int = 256
+    flip: bool = True
+    max_images: int = 0  # use only the first N images (0 = all)
+    val_images: int = 0  # the last N images are held out for the validation loss (0 = none)
+    batch_size: int = 4
+    num_workers: int = 4
+    pin_memory: bool = True
+    persistent_workers: bool = True
+    prefetch_factor: int = 2
+
+
+def validate_image_data(d: ImageDataConfig, multiple: int = 4) -> None:
+    check(bool(d.root), "data.root", "must name a folder of images")
+    check(0 < d.load_size <= 16384, "data.load_size", f"must be in [1, 16384], got {d.load_size}")
+    check(0 < d.crop_size <= d.load_size, "data.crop_size", f"must be in [1, data.load_size={d.load_size}]")
+    check(d.crop_size % multiple == 0, "data.crop_size", f"must be a multiple of {multiple}, got {d.crop_size}")
+    check(d.max_images >= 0, "data.max_images", "must be >= 0 (0 = all)")
+    check(d.val_images >= 0, "data.val_images", "must be >= 0")
+    check(1 <= d.batch_size <= 4096, "data.batch_size", "must be in [1, 4096]")
+    check(d.num_workers >= 0, "data.num_workers", "must be >= 0")
+    check(d.prefetch_factor >= 1, "data.prefetch_factor", "must be >= 1")
+
+
+@dataclass
 class RunConfig:
     """Keys of every run. ``method`` picks the schema (see :mod:`options.training`)."""
 
