@@ -4,7 +4,7 @@
         --config experiments/quickstart.yaml key=value ...
 
 Runs exactly what ``train.py`` runs, counting checkpoint writes per rank, then each rank writes
-``DUMP_DIR/rank<r>.pt``: its four networks' weights, its counters, lr and validation metric.
+``DUMP_DIR/rank<r>.pt``: its four networks' weights, its counters, lr and validation metrics.
 """
 
 from __future__ import annotations
@@ -17,9 +17,10 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
-import utils.trainer as trainer_module  # noqa: E402
+import training.trainer as trainer_module  # noqa: E402
 from train import parse_args, resolve_config  # noqa: E402
-from utils import distributed as dist  # noqa: E402
+from training import build_trainer  # noqa: E402
+from training import distributed as dist  # noqa: E402
 
 
 def main() -> int:
@@ -33,13 +34,13 @@ def main() -> int:
 
     trainer_module.save_atomic = counting_save
     cfg = resolve_config(parse_args(sys.argv[2:]))
-    t = trainer_module.Trainer(cfg)
+    t = build_trainer(cfg)
     result = t.fit()
     dump.mkdir(parents=True, exist_ok=True)
     torch.save({
         "rank": t.rank, "world": t.world, "distributed": dist.is_distributed(),
         "nets": {name: {k: v.detach().cpu() for k, v in net.state_dict().items()} for name, net in t.nets.items()},
-        "step": result.step, "epoch": result.epoch, "val_metric": result.val_metric,
+        "step": result.step, "epoch": result.epoch, "metrics": result.metrics,
         "lr_G": t.opt_G.param_groups[0]["lr"], "writes": writes,
         "sampler_replicas": t.sampler.inner.num_replicas, "sampler_rank": t.sampler.inner.rank,
     }, dump / f"rank{t.rank}.pt")

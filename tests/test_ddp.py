@@ -1,5 +1,6 @@
 """DDP under torchrun: 2 CPU processes (gloo) train a tiny CycleGAN, stay in sync, write once,
-and resume. Runs tests/ddp_worker.py (train.py plus a per-rank weight dump)."""
+resume, and train the same model as one process with the same global batch. Runs
+tests/ddp_worker.py (train.py plus a per-rank weight dump)."""
 
 from __future__ import annotations
 
@@ -62,7 +63,7 @@ def test_torchrun_two_cpu_processes_sync_write_once_and_resume(tiny_dataset: Pat
     assert r0["step"] == r1["step"] == 6 and r0["epoch"] == 2
     assert_same_weights(r0["nets"], r1["nets"])
     # the validation metric is all-reduced, so the plateau scheduler saw the same value everywhere
-    assert r0["val_metric"] == r1["val_metric"] and r0["lr_G"] == r1["lr_G"]
+    assert r0["metrics"]["cycle_l1"] == r1["metrics"]["cycle_l1"] and r0["lr_G"] == r1["lr_G"]
 
     # only rank 0 writes: checkpoints, the config, TensorBoard events; rank 0's file = the weights
     assert r1["writes"] == []
@@ -87,12 +88,46 @@ def test_torchrun_two_cpu_processes_sync_write_once_and_resume(tiny_dataset: Pat
     assert any(not torch.equal(resumed["nets"]["G_A"][k], saved["nets"]["G_A"][k]) for k in saved["nets"]["G_A"])
 
 
-def test_single_process_run_creates_no_process_group(tiny_config) -> None:
+@pytest.mark.slow
+def test_two_processes_of_batch_1_train_as_one_process_of_batch_2(tiny_dataset: Path, tmp_path: Path,
+                                                                    make_trainer) -> None:
+    """One step from the same start: DDP averages the per-rank gradients of per-image means, which
+    is the gradient of the batch-2 mean, and the pools return the new fakes while they fill. So the
+    trained networks compute the same function up to float noise.
+
+    The biases of convolutions followed by instance norm have a gradient of exactly 0 in exact
+    arithmetic (the norm removes them); Adam's first step, lr * g / |g|, turns the float noise
+    of those zeros into moves of up to lr either way. They do not change any output."""
+    lr = 2e-4
+    one_step = [f"data.root={tiny_dataset}", *TINY, "optim.lr_policy=linear", "optim.n_epochs=1",
+                "train.max_batches_per_epoch=1", "deterministic=true", f"optim.lr={lr}"]
+    torchrun(tmp_path / "dump", *one_step, f"log.root={tmp_path / 'ddp'}", "name=ddp")
+    ddp, _ = load_dumps(tmp_path / "dump")
+    from options.training import load_training_config
+
+    single = make_trainer(load_training_config(None, [*one_step, "data.batch_size=2", f"log.root={tmp_path / 's'}",
+                                                      "name=single"]))
+    start = {k: v.clone() for k, v in single.G_A.state_dict().items()}
+    assert single.fit().step == 1 and ddp["step"] == 1
+    for name, net in single.nets.items():
+        for key, value in net.state_dict().items():
+            other = ddp["nets"][name][key]
+            if key.endswith("bias"):
+                assert (value - other).abs().max() <= 2 * lr + 1e-6, f"{name}.{key}"
+            else:
+                assert torch.allclose(value, other, rtol=1e-5, atol=1e-6), f"{name}.{key}"
+    assert any(not torch.equal(start[k], v) for k, v in single.G_A.state_dict().items())  # it did train
+    x = torch.rand(2, 3, 32, 32) * 2 - 1
+    twin = type(single.G_A)(3, 3, 8, 1).eval()
+    twin.load_state_dict(ddp["nets"]["G_A"])
+    with torch.no_grad():
+        assert torch.allclose(single.G_A.eval()(x), twin(x), atol=1e-5)  # the same function
+
+
+def test_single_process_run_creates_no_process_group(tiny_config, make_trainer) -> None:
     import torch.distributed as tdist
 
-    from utils.trainer import Trainer
-
-    t = Trainer(tiny_config())
+    t = make_trainer(tiny_config())
     assert not tdist.is_initialized()
     assert (t.rank, t.world) == (0, 1)
     assert not isinstance(t.gen_pair, torch.nn.parallel.DistributedDataParallel)
@@ -100,7 +135,7 @@ def test_single_process_run_creates_no_process_group(tiny_config) -> None:
 
 def test_local_rank_is_read_before_the_process_group_exists(monkeypatch: pytest.MonkeyPatch) -> None:
     """The trainer picks its GPU before joining the group: under torchrun, rank 1 must get cuda:1."""
-    from utils import distributed as dist
+    from training import distributed as dist
 
     monkeypatch.setenv("RANK", "1")
     monkeypatch.setenv("WORLD_SIZE", "2")

@@ -33,8 +33,8 @@ from tqdm import tqdm
 
 from data.samplers import EpochSampler
 from options.common import RunConfig
-from options.config import changed_keys, save, to_dict
-from options.training import refused_resume_changes
+from options.config import ConfigError, build, changed_keys, save, to_dict
+from options.training import refused_resume_changes, schema
 from training import distributed as dist
 from training.compile import CompileFallback, maybe_compile
 from training.logger import Logger
@@ -119,6 +119,7 @@ class Trainer:
         self._worst_streak = torch.zeros((), device=self.device)
         self._sums: dict[str, torch.Tensor] = {}
         self._counts: dict[str, torch.Tensor] = {}
+        self._window_start, self._window_images = time.perf_counter(), 0
         self.nonfinite_total = 0
         if cfg.resume:
             self.load(cfg.resume)
@@ -263,8 +264,12 @@ class Trainer:
         ckpt = read_training_checkpoint(path)
         if ckpt.method != self.method:
             raise CheckpointError(f"{ckpt.path} is a {ckpt.method} run; this config trains {self.method}")
-        changed = changed_keys(ckpt.config, to_dict(self.cfg))
-        refused = refused_resume_changes(self.method, [k for k in changed if k not in ("resume", "name", "log.root")])
+        try:  # the stored config with today's defaults filled in (older releases stored fewer keys)
+            stored = to_dict(build(schema(self.method).cls, {**ckpt.config, "method": ckpt.method}))
+        except ConfigError:
+            stored = ckpt.config
+        changed = [k for k in changed_keys(stored, to_dict(self.cfg)) if k not in ("resume", "name", "log.root")]
+        refused = refused_resume_changes(self.method, changed)
         if refused:
             raise CheckpointError(f"{ckpt.path}: {', '.join(refused)} cannot change when resuming (the checkpoint's "
                                   f"networks and state were made with the stored values); start a new run instead")

@@ -1,0 +1,101 @@
+"""A run folder belongs to one live trainer; a fresh run never destroys another run; unusable
+places are one-line errors before any work (training/run_dir.py)."""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+import train
+from conftest import TINY
+from helpers import sha
+from training.run_dir import RunFolder, RunFolderError
+from utils.checkpoint import list_checkpoints
+
+
+def _args(tiny_dataset: Path, root: Path, *extra: str) -> list[str]:
+    return [f"data.root={tiny_dataset}", f"log.root={root}", *TINY, "optim.n_epochs_decay=0", "log.images_every=0",
+            *extra]
+
+
+def test_a_fresh_run_refuses_a_folder_that_holds_a_run(tiny_dataset: Path, tmp_path: Path, capsys) -> None:
+    """Copy a run to runs/ref2, then start a fresh run named ref2: refused, nothing touched."""
+    assert train.main(_args(tiny_dataset, tmp_path, "name=ref")) == 0
+    shutil.copytree(tmp_path / "ref", tmp_path / "ref2")
+    before = {p: sha(p) for p in (tmp_path / "ref2").rglob("*") if p.is_file()}
+    capsys.readouterr()
+    assert train.main(_args(tiny_dataset, tmp_path, "name=ref2", "seed=5")) == 2
+    err = capsys.readouterr().err
+    assert f"{tmp_path / 'ref2'} already holds a run (1 checkpoint(s), newest step_00000006.pt)" in err
+    assert f"python train.py --resume {tmp_path / 'ref2'}" in err and "--overwrite" in err
+    assert {p: sha(p) for p in (tmp_path / "ref2").rglob("*") if p.is_file()} == before
+
+
+def test_overwrite_starts_afresh_and_deletes_only_the_runs_files(tiny_dataset: Path, tmp_path: Path) -> None:
+    assert train.main(_args(tiny_dataset, tmp_path, "name=r", "checkpoint.every_steps=2")) == 0
+    notes = tmp_path / "r" / "my_notes.txt"
+    notes.write_text("mine")
+    assert [p.name for p in list_checkpoints(tmp_path / "r")] == ["step_00000002.pt", "step_00000004.pt",
+                                                                  "step_00000006.pt"]
+    assert train.main(_args(tiny_dataset, tmp_path, "name=r", "train.max_batches_per_epoch=3", "--overwrite")) == 0
+    assert [p.name for p in list_checkpoints(tmp_path / "r")] == ["step_00000003.pt"]  # the old ones are gone
+    assert notes.read_text() == "mine"
+
+
+def test_a_second_trainer_on_a_live_run_folder_exits_2_naming_the_holder(tiny_config, make_trainer, capsys) -> None:
+    cfg = tiny_config()
+    first = make_trainer(cfg)  # holds the lock until closed
+    before = sorted(p.name for p in cfg.run_dir.rglob("*"))
+    rc = train.main(_cfg_overrides(cfg))
+    err = capsys.readouterr().err
+    assert rc == 2 and f"is in use by another trainer (PID {os.getpid()})" in err
+    assert sorted(p.name for p in cfg.run_dir.rglob("*")) == before  # the second one touched nothing
+    first.close()  # the lock goes with the trainer: the folder is usable again
+    with RunFolder(cfg.run_dir, resume=True) as folder:
+        assert folder.path == cfg.run_dir
+
+
+def _cfg_overrides(cfg) -> list[str]:
+    return [f"data.root={cfg.data.root}", f"log.root={cfg.log.root}", f"name={cfg.name}", *TINY]
+
+
+def test_the_lock_is_the_operating_systems(tmp_path: Path) -> None:
+    """flock: released when its file descriptor closes, which the OS does when a process dies
+    (the SIGKILL test in test_kill.py relaunches on the same folder)."""
+    a = RunFolder(tmp_path / "run", resume=False).open()
+    with pytest.raises(RunFolderError, match="in use by another trainer"):
+        RunFolder(tmp_path / "run", resume=True).open()
+    a.close()
+    RunFolder(tmp_path / "run", resume=True).open().close()
+
+
+@pytest.mark.parametrize("case", ["a_file", "read_only", "full", "name_too_long"])
+def test_unusable_run_places_are_one_line_errors(tiny_dataset: Path, tmp_path: Path, monkeypatch, capsys,
+                                                 case: str) -> None:
+    root, name = tmp_path / "runs", "run"
+    if case == "a_file":
+        root.write_text("not a folder")
+        expect = "cannot create the run folder"
+    elif case == "read_only":
+        real_mkdir = Path.mkdir
+
+        def read_only(self, *args, **kwargs):
+            if str(self).startswith(str(root)):
+                raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+            return real_mkdir(self, *args, **kwargs)
+
+        monkeypatch.setattr(Path, "mkdir", read_only)
+        expect = "read-only"
+    elif case == "full":
+        monkeypatch.setattr(shutil, "disk_usage", lambda p: shutil._ntuple_diskusage(10**9, 10**9 - 10, 10))
+        expect = "MiB free"
+    else:
+        name = "n" * 250  # passes the config check (<= 200 bytes? no: refused there, one line too)
+        expect = "name"
+    rc = train.main([f"data.root={tiny_dataset}", f"log.root={root}", f"name={name}", *TINY])
+    err = capsys.readouterr().err
+    assert rc == 2 and expect in err and err.count("\n") == 1, err
