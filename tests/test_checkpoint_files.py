@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 import torch
-
-import train
 from conftest import BATCHES_PER_EPOCH
 from helpers import ROOT, sha, steps_on_disk
+
+import train
 from options.training import load_training_config
 from utils.checkpoint import (
     CheckpointError,
@@ -32,6 +32,7 @@ from utils.checkpoint import (
 def trained_run(tmp_path_factory: pytest.TempPathFactory, tiny_dataset: Path) -> Path:
     """A finished 6-step run with checkpoints at steps 2, 4, 6 (copied per test by ``run_copy``)."""
     from conftest import TINY
+
     from training import build_trainer
 
     runs = tmp_path_factory.mktemp("rel_runs")
@@ -65,7 +66,6 @@ def test_save_atomic_leaves_one_complete_file_with_normal_permissions(tmp_path: 
 
 def test_importing_the_checkpoint_module_leaves_the_umask_alone() -> None:
     import importlib.util
-
     import sys
 
     spec = importlib.util.spec_from_file_location("checkpoint_copy", ROOT / "utils" / "checkpoint.py")

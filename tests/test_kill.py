@@ -11,9 +11,9 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import BATCHES_PER_EPOCH, TINY
 from helpers import ROOT, Proc, steps_on_disk
+
 from utils.checkpoint import list_checkpoints, read_training_checkpoint
 
 pytestmark = pytest.mark.slow

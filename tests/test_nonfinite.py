@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import TINY
+from helpers import same, snapshot
 
 import train
 import training.cyclegan as cyclegan_trainer
-from conftest import TINY
-from helpers import same, snapshot
 from models.cyclegan import DiscriminatorLosses, GeneratorLosses
 from training.trainer import TrainingError
 from utils.checkpoint import read_training_checkpoint

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 import torch
-
-import train
 from conftest import TINY
 from helpers import same, snapshot
+
+import train
 from options.config import to_dict
 from utils.checkpoint import FORMAT, list_checkpoints, load_file, read_training_checkpoint
 

@@ -9,10 +9,10 @@ import shutil
 from pathlib import Path
 
 import pytest
-
-import train
 from conftest import TINY
 from helpers import sha
+
+import train
 from training.run_dir import RunFolder, RunFolderError
 from utils.checkpoint import list_checkpoints
 

@@ -6,14 +6,14 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import BATCHES_PER_EPOCH
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import train
-from conftest import BATCHES_PER_EPOCH
 from options.common import OptimConfig
 from training.cyclegan import CycleGANTrainer
 from training.schedulers import build_scheduler, linear_factor, step_scheduler
-from utils.checkpoint import load_file, list_checkpoints, read_training_checkpoint
+from utils.checkpoint import list_checkpoints, load_file, read_training_checkpoint
 
 
 def _batch(t: CycleGANTrainer) -> dict:

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import TINY
 from PIL import Image
 
 import train
-from conftest import TINY
 from data.image_io import list_images
 from utils.checkpoint import read_training_checkpoint
 
