@@ -102,6 +102,9 @@ def _as_version_1(ckpt: dict) -> dict:
     old["config"]["data"] = dict(old["config"]["data"])
     old["config"].pop("eval", None)
     old["val_metric"] = ckpt["metrics"].get("cycle_l1")
+    for opt in old["optim"].values():  # that release ran PyTorch's default (unfused) Adam
+        for group in opt["param_groups"]:
+            group["fused"], group["foreach"] = None, None
     gen = torch.Generator().manual_seed(5)
     old["pools"] = {d: {**p, "rng": gen.get_state()} for d, p in ckpt["extra"]["pools"].items()}
     return old

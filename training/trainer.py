@@ -281,6 +281,7 @@ class Trainer:
                                       f"{str(e).splitlines()[0]}") from e
         for name, opt in self.optimizers.items():
             opt.load_state_dict(ckpt.optim[name])
+            self._keep_implementation(opt)
         self._restore_schedules(ckpt, [k for k in changed if k.startswith("optim.")])
         if ckpt.scaler is not None and self.scaler.is_enabled():
             self.scaler.load_state_dict(ckpt.scaler)
@@ -299,6 +300,18 @@ class Trainer:
         if self.is_main:
             note = f"; changed: {', '.join(changed)}" if changed else ""
             print(f"resumed from {ckpt.path} (epoch {self.epoch}, step {self.step}){note}", flush=True)
+
+    def _keep_implementation(self, opt: torch.optim.Optimizer) -> None:
+        """A loaded state_dict brings the saving run's Adam implementation (an earlier release or
+        train.fused_adam=false saved ``fused: None``); this run's choice stands, and the fused
+        kernel wants its step counts as float32 on the parameters' device."""
+        for group in opt.param_groups:
+            group["fused"], group["foreach"] = (True, None) if self.fused else (None, None)
+            if self.fused:
+                for p in group["params"]:
+                    state = opt.state.get(p, {})
+                    if torch.is_tensor(state.get("step")):
+                        state["step"] = state["step"].to(device=p.device, dtype=torch.float32)
 
     def _restore_schedules(self, ckpt: TrainingCheckpoint, changed_optim: list[str]) -> None:
         """Optimiser hyper-parameters and schedules come from the current config, placed at the
