@@ -18,7 +18,6 @@ Images enter as uint8 tensors (3, H, W) in [0, 255] (``data.image_io.pil_to_uint
 from __future__ import annotations
 
 import math
-import socket
 import time
 import warnings
 from collections.abc import Callable, Iterable, Sequence
@@ -73,17 +72,14 @@ def find_inception_weights(weights: str | None = None, allow_download: bool = Tr
     help_text = (f"put {INCEPTION_FILES[0]} (from {INCEPTION_URL}) in {cache} or pass --inception-weights PATH")
     if not allow_download:
         raise MetricUnavailable(f"no Inception weights in {cache} and downloads are disabled; {help_text}")
-    old = socket.getdefaulttimeout()
-    socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)
+    from data.download import DownloadError, fetch_file
+
     try:
-        dst.parent.mkdir(parents=True, exist_ok=True)
         # No hash check: the "6726825d" in the name is not documented as a SHA-256 prefix; the file is
         # validated by loading it as a plain state_dict instead.
-        torch.hub.download_url_to_file(INCEPTION_URL, str(dst), hash_prefix=None, progress=True)
-    except Exception as e:  # URLError, timeout, hash mismatch, read-only cache ...
+        fetch_file(INCEPTION_URL, dst, timeout=DOWNLOAD_TIMEOUT_S)
+    except DownloadError as e:
         raise MetricUnavailable(f"no Inception weights offline (download failed: {e}); {help_text}") from e
-    finally:
-        socket.setdefaulttimeout(old)
     return dst
 
 

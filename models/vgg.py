@@ -28,7 +28,6 @@ loss weights that balance content and style (see ``experiments/gatys.yaml``).
 from __future__ import annotations
 
 import re
-import socket
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -242,13 +241,10 @@ def _offline_help(expected: Path, arch: Arch = "vgg19") -> str:
 
 
 def _download(url: str, dst: Path, hash_prefix: str | None) -> None:
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    old = socket.getdefaulttimeout()
-    socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)
-    try:
-        torch.hub.download_url_to_file(url, str(dst), hash_prefix=hash_prefix, progress=True)
-    finally:
-        socket.setdefaulttimeout(old)
+    """Fetch a weights file into the torch cache (one shared downloader: atomic, a per-request timeout)."""
+    from data.download import fetch_file
+
+    fetch_file(url, dst, timeout=DOWNLOAD_TIMEOUT_S, sha256_prefix=hash_prefix)
 
 
 def _convert_state_dict(sd: dict[str, torch.Tensor], path: str, arch: Arch = "vgg19") -> dict[str, torch.Tensor]:

@@ -95,7 +95,8 @@ class CycleGANTrainer(Trainer):
         if cfg.eval.every_epochs:
             from evaluation.during_training import TrainingEvaluator
 
-            self.evaluator = TrainingEvaluator(root, cfg.eval, self.device, log=print if self.is_main else None)
+            self.evaluator = TrainingEvaluator(root, cfg.eval, d.crop_size, self.device,
+                                               log=print if self.is_main else None)
 
     def build_networks(self) -> None:
         m, t = self.cfg.model, self.cfg.train

@@ -92,3 +92,12 @@ def all_ranks_true(flag: torch.Tensor) -> torch.Tensor:
     t = flag.to(torch.float32).reshape(1)
     dist.all_reduce(t, op=dist.ReduceOp.MIN)
     return t.reshape(()) > 0
+
+
+def broadcast_from_main(value: torch.Tensor) -> torch.Tensor:
+    """Rank 0's ``value`` on every rank (a copy; single process: the value itself)."""
+    if not is_distributed():
+        return value
+    out = value.detach().clone()
+    dist.broadcast(out, src=0)
+    return out

@@ -510,7 +510,7 @@ class Trainer:
         self.logger.scalars(self.step, {**lrs, "epoch": self.epoch,
                                         **{f"val/{k}": v for k, v in self.metrics.items() if math.isfinite(v)}})
         if self.is_main:
-            vals = "".join(f"val {k} {v:.4f} | " for k, v in self.metrics.items())
+            vals = "".join(f"val {k} {v:.4f} | " for k, v in self.metrics.items() if not k.startswith("images_"))
             health = "".join([f" | skipped images {len(self.skipped_images)}" if self.skipped_images else "",
                               f" | non-finite steps {self.nonfinite_total}" if self.nonfinite_total else ""])
             lr = next(iter(self.optimizers.values())).param_groups[0]["lr"]
