@@ -63,7 +63,7 @@ def test_nan_generator_loss_skips_the_update_on_the_device(tiny_config, make_tra
     _nan_generator_losses(monkeypatch)
     logs = t.train_step(batch)
     assert logs["nonfinite"].item() == 1.0 and not torch.isfinite(logs["G_total"])
-    assert t._nonfinite_total.item() == 1 and t._streak.item() == 1
+    assert t.window.nonfinite_total.item() == 1 and t.window.streak.item() == 1
     for n in ("G_A", "G_B"):
         assert same(snapshot(getattr(t, n)), G_before[n]), f"{n} changed on a NaN step"
     assert same(snapshot(t.opt_G), opt_before), "Adam state of G changed on a NaN step"
@@ -74,7 +74,7 @@ def test_nan_generator_loss_skips_the_update_on_the_device(tiny_config, make_tra
 
     monkeypatch.undo()
     t.train_step(batch)
-    assert t._streak.item() == 0 and t._nonfinite_total.item() == 1
+    assert t.window.streak.item() == 0 and t.window.nonfinite_total.item() == 1
 
 
 def test_nonfinite_losses_leave_the_grad_scaler_untouched(tiny_config, make_trainer, monkeypatch) -> None:
@@ -91,7 +91,7 @@ def test_nonfinite_losses_leave_the_grad_scaler_untouched(tiny_config, make_trai
     for _ in range(3):
         t.train_step(batch)  # G and D both non-finite: no step at all
     assert t.scaler.state_dict() == state
-    assert t._streak.item() == 3
+    assert t.window.streak.item() == 3
     assert same(snapshot(t.D_A), D_before)
 
 
@@ -106,7 +106,7 @@ def test_fused_and_unfused_adam_skip_alike(tiny_config, make_trainer, monkeypatc
     G_before = snapshot(t.G_A)
     _nan_generator_losses(monkeypatch)
     t.train_step(batch)
-    assert same(snapshot(t.G_A), G_before) and t._nonfinite_total.item() == 1
+    assert same(snapshot(t.G_A), G_before) and t.window.nonfinite_total.item() == 1
 
 
 def test_consecutive_nonfinite_losses_stop_the_run_naming_the_last_good_checkpoint(

@@ -173,10 +173,10 @@ def test_a_training_step_reads_nothing_back_from_the_device(tiny_config, make_tr
     steps (here: never within the steps counted)."""
     t = make_trainer(tiny_config("log.scalars_every=1000", "log.images_every=0", *extra))
     batch = _batch(t)
-    t._accumulate(t.train_step(batch))  # warm-up: lazy state (Adam moments, pools) is created here
+    t.window.add(t.train_step(batch))  # warm-up: lazy state (Adam moments, pools) is created here
     reads = _HostReads(monkeypatch)
     for _ in range(3):
-        t._accumulate(t.train_step(batch))
+        t.window.add(t.train_step(batch))
         t.step += 1
     monkeypatch.undo()
     assert reads.calls == [], reads.calls
@@ -199,12 +199,12 @@ def test_the_unfused_optimiser_reads_one_flag_per_update(tiny_config, make_train
 def test_cuda_training_steps_pass_the_sync_debug_mode(tiny_config, make_trainer) -> None:
     t = make_trainer(tiny_config("device=cuda", "log.scalars_every=1000", "log.images_every=0", "train.amp=bf16"))
     batch = _batch(t)
-    t._accumulate(t.train_step(batch))
+    t.window.add(t.train_step(batch))
     torch.cuda.synchronize()
     torch.cuda.set_sync_debug_mode("error")
     try:
         for _ in range(3):
-            t._accumulate(t.train_step(batch))
+            t.window.add(t.train_step(batch))
     finally:
         torch.cuda.set_sync_debug_mode("default")
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import math
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,24 +32,17 @@ from tqdm import tqdm
 
 from data.samplers import EpochSampler
 from options.common import RunConfig
-from options.config import ConfigError, build, changed_keys, save, to_dict
-from options.training import refused_resume_changes, schema
+from options.config import save, to_dict
 from training import distributed as dist
 from training.compile import CompileFallback, maybe_compile
 from training.logger import Logger
-from training.rng import rng_state, seed_everything, set_rng_state
+from training.resume import resume
+from training.rng import rng_state, seed_everything
 from training.run_dir import RunFolder
-from training.schedulers import Scheduler, build_scheduler, place_at, step_scheduler
+from training.schedulers import Scheduler, build_scheduler, step_scheduler
 from training.signals import StopRequests
-from utils.checkpoint import (
-    CheckpointError,
-    TrainingCheckpoint,
-    checkpoint_path,
-    prune_checkpoints,
-    read_training_checkpoint,
-    save_atomic,
-    training_state,
-)
+from training.window import LossWindow
+from utils.checkpoint import CheckpointError, checkpoint_path, prune_checkpoints, save_atomic, training_state
 from utils.device import DeviceError, autocast_context, resolve_device
 from utils.errors import UserError
 
@@ -113,16 +105,10 @@ class Trainer:
         self.build_networks()
         self.nets: dict[str, nn.Module] = self.networks()
         self._build_optimisation()
-        self._zero = torch.zeros((), device=self.device)
-        self._nonfinite_total = torch.zeros((), device=self.device)
-        self._streak = torch.zeros((), device=self.device)
-        self._worst_streak = torch.zeros((), device=self.device)
-        self._sums: dict[str, torch.Tensor] = {}
-        self._counts: dict[str, torch.Tensor] = {}
-        self._window_start, self._window_images = time.perf_counter(), 0
-        self.nonfinite_total = 0
+        self.nonfinite_total = 0  # as of the last window read; the live count is self.window's
         if cfg.resume:
             self.load(cfg.resume)
+        self.window = LossWindow(self.device, self.nonfinite_total)
         self.logger = Logger(self.run_dir, enabled=self.is_main, purge_step=self.step if cfg.resume else None)
         if self.is_main:
             save(cfg, self.run_dir / "config.yaml")
@@ -220,11 +206,8 @@ class Trainer:
         return ok
 
     def note_finite(self, ok: torch.Tensor) -> None:
-        """Count a step's finite flag on the device (non-finite total and worst streak)."""
-        bad = (~ok).float()
-        self._nonfinite_total += bad
-        self._streak = (self._streak + 1) * bad
-        self._worst_streak = torch.maximum(self._worst_streak, self._streak)
+        """Count a step's finite flag (a device bool): non-finite total and streak, on the device."""
+        self.window.note_finite(ok)
 
     def note_skipped(self, skipped: list[str] | str) -> None:
         """Warn once per unreadable image (entries may hold several lines) and count it."""
@@ -251,7 +234,7 @@ class Trainer:
 
     def counters(self) -> dict[str, int]:
         return {"epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch, "step": self.step,
-                "nonfinite_total": int(self._nonfinite_total.item())}
+                "nonfinite_total": int(self.window.nonfinite_total.item())}
 
     def state_dict(self) -> dict[str, Any]:
         return training_state(
@@ -261,84 +244,11 @@ class Trainer:
             sorted(self.skipped_images), rng_state(self.device), self.extra_state())
 
     def load(self, path: str | Path) -> None:
-        ckpt = read_training_checkpoint(path)
-        if ckpt.method != self.method:
-            raise CheckpointError(f"{ckpt.path} is a {ckpt.method} run; this config trains {self.method}")
-        try:  # the stored config with today's defaults filled in (older releases stored fewer keys)
-            stored = to_dict(build(schema(self.method).cls, {**ckpt.config, "method": ckpt.method}))
-        except ConfigError:
-            stored = ckpt.config
-        changed = [k for k in changed_keys(stored, to_dict(self.cfg)) if k not in ("resume", "name", "log.root")]
-        refused = refused_resume_changes(self.method, changed)
-        if refused:
-            raise CheckpointError(f"{ckpt.path}: {', '.join(refused)} cannot change when resuming (the checkpoint's "
-                                  f"networks and state were made with the stored values); start a new run instead")
-        for name, net in self.nets.items():
-            try:
-                net.load_state_dict(ckpt.nets[name])
-            except (KeyError, RuntimeError) as e:
-                raise CheckpointError(f"{ckpt.path}: network {name} does not match the configured architecture: "
-                                      f"{str(e).splitlines()[0]}") from e
-        for name, opt in self.optimizers.items():
-            opt.load_state_dict(ckpt.optim[name])
-            self._keep_implementation(opt)
-        self._restore_schedules(ckpt, [k for k in changed if k.startswith("optim.")])
-        if ckpt.scaler is not None and self.scaler.is_enabled():
-            self.scaler.load_state_dict(ckpt.scaler)
-        try:
-            self.load_extra_state(ckpt.extra)
-        except ValueError as e:
-            raise CheckpointError(f"{ckpt.path}: {e}") from e
-        c = ckpt.counters
-        self.epoch, self.batch_in_epoch, self.step = c["epoch"], c["batch_in_epoch"], c["step"]
-        self._nonfinite_total.fill_(c.get("nonfinite_total", 0))
-        self.metrics = {k: v for k, v in ckpt.metrics.items() if v is not None}
-        self.skipped_images = set(ckpt.skipped_images)
-        if self.rank == 0:
-            set_rng_state(ckpt.rng, self.device)
-        self.last_checkpoint = ckpt.path
+        """Resume from a run folder or checkpoint file (see :mod:`training.resume`)."""
+        changed = resume(self, path)
         if self.is_main:
             note = f"; changed: {', '.join(changed)}" if changed else ""
-            print(f"resumed from {ckpt.path} (epoch {self.epoch}, step {self.step}){note}", flush=True)
-
-    def _keep_implementation(self, opt: torch.optim.Optimizer) -> None:
-        """A loaded state_dict brings the saving run's Adam implementation (an earlier release or
-        train.fused_adam=false saved ``fused: None``); this run's choice stands, and the fused
-        kernel wants its step counts as float32 on the parameters' device."""
-        for group in opt.param_groups:
-            group["fused"], group["foreach"] = (True, None) if self.fused else (None, None)
-            if self.fused:
-                for p in group["params"]:
-                    state = opt.state.get(p, {})
-                    if torch.is_tensor(state.get("step")):
-                        state["step"] = state["step"].to(device=p.device, dtype=torch.float32)
-
-    def _restore_schedules(self, ckpt: TrainingCheckpoint, changed_optim: list[str]) -> None:
-        """Optimiser hyper-parameters and schedules come from the current config, placed at the
-        run's progress; Adam's moments and step counts come from the checkpoint."""
-        o = self.cfg.optim
-        groups = self.optimizer_groups()
-        old_optim = ckpt.config.get("optim", {})
-        for name, opt in self.optimizers.items():
-            for group in opt.param_groups:
-                group["lr"] = group["initial_lr"] = groups[name][1]
-                group["betas"] = (o.beta1, o.beta2)
-            saved = ckpt.sched.get(name)
-            if not changed_optim and saved is not None:
-                self.schedulers[name].load_state_dict(saved)
-                if hasattr(self.schedulers[name], "lr_lambdas"):  # the lr of the epoch in progress
-                    place_at(self.schedulers[name], self.epoch_of(ckpt))
-                else:
-                    for group, lr in zip(opt.param_groups, saved.get("_last_lr", [])):
-                        group["lr"] = lr
-                continue
-            self.schedulers[name] = build_scheduler(opt, o)
-            old_base = old_optim.get("lr_D") if name == "D" and old_optim.get("lr_D") else old_optim.get("lr")
-            place_at(self.schedulers[name], self.epoch_of(ckpt), saved, old_optim.get("lr_policy"), old_base)
-
-    @staticmethod
-    def epoch_of(ckpt: TrainingCheckpoint) -> int:
-        return int(ckpt.counters.get("epoch", 0))
+            print(f"resumed from {self.last_checkpoint} (epoch {self.epoch}, step {self.step}){note}", flush=True)
 
     def save(self) -> Path | None:
         """Write a checkpoint (rank 0); a failed write is reported and training state kept."""
@@ -413,7 +323,6 @@ class Trainer:
         bar = tqdm(total=self.batches_per_epoch(), initial=self.batch_in_epoch,
                    disable=not (self.is_main and cfg.log.progress), desc=f"epoch {self.epoch + 1}/{total_epochs}",
                    dynamic_ncols=True, leave=True)
-        self._window_start, self._window_images = time.perf_counter(), 0
         stop_check = max(1, min(cfg.log.scalars_every, 10))
         try:
             for batch in self._batches():
@@ -422,8 +331,7 @@ class Trainer:
                 logs = self.train_step(batch)
                 self.step += 1
                 self.batch_in_epoch += 1
-                self._window_images += self.batch_size_of(batch) * self.world
-                self._accumulate(logs)
+                self.window.add(logs, self.batch_size_of(batch) * self.world)
                 bar.update(1)
                 if self.step % cfg.log.scalars_every == 0:
                     self._flush_scalars(bar)
@@ -452,48 +360,28 @@ class Trainer:
         first = next(v for v in batch.values() if isinstance(v, torch.Tensor))
         return int(first.shape[0])
 
-    def _accumulate(self, logs: dict[str, torch.Tensor]) -> None:
-        """Window sums of the finite values only, so one skipped NaN step does not blank a curve."""
-        for key, value in logs.items():
-            value = value.detach().float()
-            finite = torch.isfinite(value)
-            if key not in self._sums:
-                self._sums[key], self._counts[key] = torch.zeros_like(self._zero), torch.zeros_like(self._zero)
-            self._sums[key] += torch.where(finite, value, self._zero)
-            self._counts[key] += finite.float()
-
     def _flush_scalars(self, bar: tqdm | None) -> None:
-        """The one host read of the window: means, non-finite counts; stop after too many in a row."""
-        keys = list(self._sums)
-        packed = torch.stack([*(self._sums[k] for k in keys), *(self._counts[k] for k in keys),
-                              self._nonfinite_total, self._worst_streak]).tolist()
-        n = len(keys)
-        means = {k: packed[i] / packed[n + i] for i, k in enumerate(keys) if packed[n + i] > 0}
-        total, worst = int(packed[2 * n]), int(packed[2 * n + 1])
-        new_bad = total - self.nonfinite_total
-        self.nonfinite_total = total
-        self._sums.clear()
-        self._counts.clear()
-        self._worst_streak.zero_()
-        seconds = max(time.perf_counter() - self._window_start, 1e-9)
-        values = {f"loss/{k}": v for k, v in means.items() if k != "nonfinite"}
-        values["perf/images_per_s"] = self._window_images / seconds
-        values["health/nonfinite_total"] = total
-        values["health/skipped_images"] = len(self.skipped_images)
-        self._window_start, self._window_images = time.perf_counter(), 0
-        if keys:
-            self.logger.scalars(self.step, values)
+        """Read the window (the one host read of it): log means, report skips, stop after too many."""
+        read = self.window.read()
+        new_bad = read.nonfinite_total - self.nonfinite_total
+        self.nonfinite_total = read.nonfinite_total
+        values = {f"loss/{k}": v for k, v in read.means.items() if k != "nonfinite"}
+        if values:
+            self.logger.scalars(self.step, {**values, "perf/images_per_s": read.images_per_s,
+                                            "health/nonfinite_total": read.nonfinite_total,
+                                            "health/skipped_images": len(self.skipped_images)})
         if bar is not None:
-            bar.set_postfix({k: f"{v:.3f}" for k, v in means.items() if k in self.progress_keys}, refresh=False)
+            bar.set_postfix({k: f"{v:.3f}" for k, v in read.means.items() if k in self.progress_keys}, refresh=False)
         if new_bad and self.is_main:
             tqdm.write(f"WARNING: {new_bad} non-finite loss(es) (NaN/Inf) up to step {self.step}: those updates were "
-                       f"skipped ({total} in total; the run stops after train.max_nonfinite="
+                       f"skipped ({read.nonfinite_total} in total; the run stops after train.max_nonfinite="
                        f"{self.cfg.train.max_nonfinite} in a row)", file=sys.stderr)
-        if worst >= self.cfg.train.max_nonfinite:
+        if read.worst_streak >= self.cfg.train.max_nonfinite:
             last = self.last_checkpoint or "none written yet (the run started with non-finite losses)"
             raise TrainingError(
-                f"{worst} consecutive non-finite losses (NaN/Inf) by step {self.step}; updates were skipped and the "
-                f"run is stopped. Last good checkpoint: {last}. Try a lower optim.lr or train.amp=off.")
+                f"{read.worst_streak} consecutive non-finite losses (NaN/Inf) by step {self.step}; updates were "
+                f"skipped and the run is stopped. Last good checkpoint: {last}. Try a lower optim.lr or "
+                f"train.amp=off.")
 
     progress_keys: tuple[str, ...] = ()  # losses shown in the progress bar
     image_range: tuple[float, float] = (-1.0, 1.0)  # value range of image_rows()

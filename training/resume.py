@@ -1,0 +1,103 @@
+"""What a resumed run restores from its checkpoint, and what it takes from today's config.
+
+From the checkpoint: the networks, Adam's moments and step counts, the AMP scaler, the method's
+own state (e.g. image pools), counters, metrics, RNG states. From the config: every ``optim.*``
+hyper-parameter (lr, betas, the schedule), applied from the first resumed step: the schedulers
+are rebuilt and placed at the run's progress (:func:`training.schedulers.place_at`). Keys that
+would no longer describe the checkpoint's networks (the architecture, the method) are refused.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from options.config import ConfigError, build, changed_keys, to_dict
+from options.training import refused_resume_changes, schema
+from training.rng import set_rng_state
+from training.schedulers import build_scheduler, place_at
+from utils.checkpoint import CheckpointError, TrainingCheckpoint, read_training_checkpoint
+
+IGNORED = ("resume", "name", "log.root")  # where the run lives, not what it does
+
+
+def resume(trainer: Any, path: str | Path) -> list[str]:
+    """Restore ``trainer`` from the checkpoint at ``path`` (a run folder or a file); returns the
+    config keys that differ from the stored ones."""
+    ckpt = read_training_checkpoint(path)
+    if ckpt.method != trainer.method:
+        raise CheckpointError(f"{ckpt.path} is a {ckpt.method} run; this config trains {trainer.method}")
+    try:  # the stored config with today's defaults filled in (older releases stored fewer keys)
+        stored = to_dict(build(schema(trainer.method).cls, {**ckpt.config, "method": ckpt.method}))
+    except ConfigError:
+        stored = ckpt.config
+    changed = [k for k in changed_keys(stored, to_dict(trainer.cfg)) if k not in IGNORED]
+    refused = refused_resume_changes(trainer.method, changed)
+    if refused:
+        raise CheckpointError(f"{ckpt.path}: {', '.join(refused)} cannot change when resuming (the checkpoint's "
+                              f"networks and state were made with the stored values); start a new run instead")
+    for name, net in trainer.nets.items():
+        try:
+            net.load_state_dict(ckpt.nets[name])
+        except (KeyError, RuntimeError) as e:
+            raise CheckpointError(f"{ckpt.path}: network {name} does not match the configured architecture: "
+                                  f"{str(e).splitlines()[0]}") from e
+    for name, opt in trainer.optimizers.items():
+        opt.load_state_dict(ckpt.optim[name])
+        _keep_implementation(opt, trainer.fused)
+    _restore_schedules(trainer, ckpt, [k for k in changed if k.startswith("optim.")])
+    if ckpt.scaler is not None and trainer.scaler.is_enabled():
+        trainer.scaler.load_state_dict(ckpt.scaler)
+    try:
+        trainer.load_extra_state(ckpt.extra)
+    except ValueError as e:
+        raise CheckpointError(f"{ckpt.path}: {e}") from e
+    c = ckpt.counters
+    trainer.epoch, trainer.batch_in_epoch, trainer.step = c["epoch"], c["batch_in_epoch"], c["step"]
+    trainer.nonfinite_total = int(c.get("nonfinite_total", 0))
+    trainer.metrics = {k: v for k, v in ckpt.metrics.items() if v is not None}
+    trainer.skipped_images = set(ckpt.skipped_images)
+    if trainer.rank == 0:
+        set_rng_state(ckpt.rng, trainer.device)
+    trainer.last_checkpoint = ckpt.path
+    return changed
+
+
+def _keep_implementation(opt: torch.optim.Optimizer, fused: bool) -> None:
+    """A loaded state_dict brings the saving run's Adam implementation (an earlier release or
+    train.fused_adam=false saved ``fused: None``); this run's choice stands, and the fused kernel
+    wants its step counts as float32 on the parameters' device."""
+    for group in opt.param_groups:
+        group["fused"], group["foreach"] = (True, None) if fused else (None, None)
+        if fused:
+            for p in group["params"]:
+                state = opt.state.get(p, {})
+                if torch.is_tensor(state.get("step")):
+                    state["step"] = state["step"].to(device=p.device, dtype=torch.float32)
+
+
+def _restore_schedules(trainer: Any, ckpt: TrainingCheckpoint, changed_optim: list[str]) -> None:
+    """Hyper-parameters and schedules from the current config, placed at the run's progress;
+    with no optim.* change, the saved scheduler states as they were."""
+    o = trainer.cfg.optim
+    groups = trainer.optimizer_groups()
+    old = ckpt.config.get("optim", {})
+    epochs = int(ckpt.counters.get("epoch", 0))
+    for name, opt in trainer.optimizers.items():
+        for group in opt.param_groups:
+            group["lr"] = group["initial_lr"] = groups[name][1]
+            group["betas"] = (o.beta1, o.beta2)
+        saved = ckpt.sched.get(name)
+        if not changed_optim and saved is not None:
+            trainer.schedulers[name].load_state_dict(saved)
+            if hasattr(trainer.schedulers[name], "lr_lambdas"):  # the lr of the epoch in progress
+                place_at(trainer.schedulers[name], epochs)
+            else:
+                for group, lr in zip(opt.param_groups, saved.get("_last_lr", [])):
+                    group["lr"] = lr
+            continue
+        trainer.schedulers[name] = build_scheduler(opt, o)
+        old_base = old.get("lr_D") if name == "D" and old.get("lr_D") else old.get("lr")
+        place_at(trainer.schedulers[name], epochs, saved, old.get("lr_policy"), old_base)
