@@ -8,7 +8,6 @@ import sys
 import time
 
 import pytest
-
 from helpers import ROOT
 
 COMMANDS = {  # command line -> (a verbatim example line of its help, flags it must have)
