@@ -266,8 +266,15 @@ def test_dangling_symlink_is_reported_as_failed(gen_file, tmp_path, capsys):
     assert "link.png: file not found" in (tmp_path / "out" / "index.html").read_text()
 
 
-def test_huge_load_size_fails_the_image_instead_of_allocating(gen_file, tmp_path, capsys):
+def test_huge_load_size_fails_the_image_instead_of_allocating(gen_file, tmp_path, capsys, monkeypatch):
     save_noise(tmp_path / "in" / "a.png", 16, 12)
+    real_resize = Image.Image.resize
+
+    def resize(self, size, *args, **kwargs):  # a regression fails here instead of allocating gigabytes
+        assert size[0] * size[1] <= 4096 * 4096, f"tried to resize to {size}"
+        return real_resize(self, size, *args, **kwargs)
+
+    monkeypatch.setattr(Image.Image, "resize", resize)
     code, out, err = _run_cli(capsys, "--checkpoint", str(gen_file), "--input", str(tmp_path / "in"),
                               "--output", str(tmp_path / "out"), "--load-size", "16000")
     # 16000 x 21333 px = 341 M px: refused per image with the way out, before any tensor is made.

@@ -191,7 +191,8 @@ def test_metrics_are_the_real_values(tiny_dataset, tmp_path, tiny_features):
     result = write_report(data, out)
     assert result["methods"]["input"]["psnr"] == rows["input"].psnr and result["fid_unavailable"] is None
     assert float(result["table"][0]["FID"]) == pytest.approx(rows["input"].fid.fid, abs=0.01)
-    assert " ± " in result["table"][0]["KID"]
+    for row, title in zip(result["table"], ("input (unchanged)", rows["gatys"].title)):
+        assert row["method"] == title and float(row["FID"]) >= 0 and re.fullmatch(r"-?[\d.e-]+ ± [\d.e-]+", row["KID"])
 
 
 def test_fid_of_the_reference_set_against_itself_is_zero(tiny_dataset, tmp_path, tiny_features):
@@ -263,6 +264,11 @@ def test_report_cli(tiny_dataset, run, tmp_path, capsys):
     assert "methods.1.settingz" in capsys.readouterr().err and not (tmp_path / "x").exists()
     assert cli.main(["--config", str(cfg), "--output", str(tmp_path / "y"), "methods.1.settings=[optim.stepz=1]"]) == 2
     assert "optim.stepz" in capsys.readouterr().err
+    # --overwrite writes beside files that are not a report's, and leaves them alone.
+    (tmp_path / "shared").mkdir()
+    (tmp_path / "shared" / "notes.txt").write_text("mine")
+    metrics, _ = _report(capsys, cfg, tmp_path / "shared", "limit=1", "--overwrite")
+    assert metrics["counts"]["inputs"] == 1 and (tmp_path / "shared" / "notes.txt").read_text() == "mine"
     missing = write_config(tmp_path / "m.yaml", run, tiny_dataset, style=[str(tmp_path / "nope.png")])
     assert cli.main(["--config", str(missing), "--output", str(tmp_path / "z")]) == 2
     assert f"style image {tmp_path / 'nope.png'} does not exist" in capsys.readouterr().err
