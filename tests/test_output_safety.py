@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from image_corpus import ROOT, load_script, one_torch_thread, save_noise
 from PIL import Image
 
@@ -194,15 +195,45 @@ def test_stylize_refuses_output_equal_to_or_inside_the_content(tmp_path, capsys,
     assert _snapshot(content) == before and not (content / "stylized").exists()
 
 
+def _fail_writing(monkeypatch, name: str) -> None:
+    """Writing a file called ``name`` fails as on a read-only or full disk (root ignores permissions)."""
+    real = Path.write_text
+
+    def write_text(self, *args, **kwargs):
+        if self.name == name:
+            _eros()
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "write_text", write_text)
+
+
+def test_stylize_record_that_cannot_be_written_is_one_line(tmp_path, capsys, monkeypatch):
+    content = _photos(tmp_path / "content", 1)
+    style = save_noise(tmp_path / "style.png", 16, 16, seed=9)
+    _fail_writing(monkeypatch, "gatys_run.json")
+    code = stylize_cli.main(["--input", str(content), "--style", str(style), "--output", str(tmp_path / "out"),
+                             *GATYS_TINY])
+    errors = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("error")]
+    assert code == 2 and len(errors) == 1
+    assert f"cannot write {tmp_path / 'out' / 'gatys_run.json'}: Read-only file system" in errors[0]
+    assert "the 1 stylized image(s) were written" in errors[0] and (tmp_path / "out" / "p0.png").is_file()
+
+
 # ---------------------------------------------------------------------------------------------
 # report.py
 
 
 def _report_config(tmp_path: Path, dataset: Path) -> Path:
-    cfg = tmp_path / "report.yaml"
-    cfg.write_text(f"dataset: {dataset}\nmethods:\n  - {{method: gatys, settings: [vgg.weights=random]}}\n"
-                   f"style: [{dataset / 'trainA' / '0000.png'}]\ndevice: cpu\n")
-    return cfg
+    """Gatys only, random weights, the smallest layers: a report of one image in a fraction of a second."""
+    tiny = ["vgg.weights=random", "optim.steps=1", "progress=false", "loss.content_layers=[relu1_1]",
+            "loss.style_layers=[relu1_1]"]
+    cfg = {"dataset": str(dataset), "style": [str(dataset / "trainA" / "0000.png")], "device": "cpu",
+           "download": False, "limit": 1,
+           "methods": [{"method": "gatys", "settings": tiny}],
+           "scoring": {"vgg": {"weights": "random"}, "content_layers": ["relu1_1"], "style_layers": ["relu1_1"]}}
+    path = tmp_path / "report.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
 
 
 def test_report_output_that_is_a_file_or_holds_unrelated_files(tiny_dataset, tmp_path, capsys):
@@ -227,3 +258,24 @@ def test_every_command_documents_the_output_rule():
     for name in ("test", "stylize"):
         text = (ROOT / f"{name}.py").read_text()
         assert re.search(r"not the input folder or inside it|never the input folder or inside it", text), name
+
+
+def test_report_output_inside_a_folder_it_reads_is_refused(tiny_dataset, tmp_path, capsys):
+    cfg = tmp_path / "report.yaml"
+    cfg.write_text(f"input: {tiny_dataset / 'testB'}\nreference: {tiny_dataset / 'trainA'}\n"
+                   f"ground_truth: {tiny_dataset / 'testA'}\nmethods:\n  - {{method: gatys}}\n")
+    for folder in ("trainA", "testA", "testB"):
+        out = tiny_dataset / folder / "report"
+        assert report_cli.main(["--config", str(cfg), "--output", str(out)]) == 2
+        assert f"--output {out} is inside the input {tiny_dataset / folder}" in _one_error_line(capsys.readouterr().err)
+        assert not out.exists()
+
+
+def test_report_that_cannot_be_written_is_one_line(tiny_dataset, tmp_path, capsys, monkeypatch):
+    cfg = _report_config(tmp_path, tiny_dataset)
+    out = tmp_path / "report"
+    _fail_writing(monkeypatch, "index.html")
+    code = report_cli.main(["--config", str(cfg), "--output", str(out)])
+    line = _one_error_line(capsys.readouterr().err)
+    assert code == 2 and f"cannot write the report into {out}: Read-only file system" in line
+    assert (out / "outputs" / "gatys" / "0000.png").is_file()  # the method's work is kept for the rerun
