@@ -4,6 +4,7 @@ outputs reused only while nothing that shapes them changed, the CLI."""
 
 from __future__ import annotations
 
+import base64
 import json
 import math
 import re
@@ -143,12 +144,14 @@ def test_report_has_every_row_column_and_the_training_curves(tiny_dataset, tiny_
     srcs = re.findall(r"<img[^>]* src='([^']*)'", page)
     # 2 rows x 4 columns, 1 style image, 1 curves plot: every image embedded (self-contained).
     assert len(srcs) == 2 * 4 + 1 + 1 and all(s.startswith("data:image/") for s in srcs)
-    import base64
-    import io
+    curves = re.search(r"<img class='c' src='data:image/png;base64,([^']*)'", page)
+    assert base64.b64decode(curves.group(1)) == (out / "curves" / "cyclegan.png").read_bytes()  # the PNG itself
+    plot = Image.open(out / "curves" / "cyclegan.png")
+    assert plot.format == "PNG" and plot.size[0] > 400
+    from evaluation.curves import read_scalars
 
-    curves = re.search(r"<img class='c' src='data:image/(?:png|jpeg);base64,([^']*)'", page)
-    embedded = Image.open(io.BytesIO(base64.b64decode(curves.group(1))))
-    assert embedded.size == Image.open(out / "curves" / "cyclegan.png").size and embedded.size[0] > 400
+    scalars = read_scalars(trainer.run_dir)  # what the plot shows: the validation metric and the losses
+    assert [step for step, _ in scalars["val/cycle_l1"]] == [6] and len(scalars["loss/G_A"]) >= 3
 
     grid = Image.open(out / "grid.png")
     assert grid.size == (4 * 132 + 4, 22 + 2 * 132 + 4)  # 4 columns, 2 rows of 128 px cells
