@@ -71,7 +71,9 @@ def main(argv: list[str] | None = None) -> int:
 
         out = Path(args.output)
         check_report_folder(out, args.overwrite)
-        check_output_folder(out, [Path(p) for p in (cfg.dataset, cfg.input) if p])
+        # Every folder the report reads: outputs inside the reference or ground-truth folder would be
+        # read back as real images by the next run.
+        check_output_folder(out, [Path(p) for p in (cfg.dataset, cfg.input, cfg.ground_truth, cfg.reference) if p])
         try:
             out.mkdir(parents=True, exist_ok=True)
             (out / ".probe").write_bytes(b"")
@@ -79,8 +81,12 @@ def main(argv: list[str] | None = None) -> int:
         except OSError as e:
             raise UserError(f"cannot write the report into {out}: {e.strerror or e}") from e
         data = build_report_data(cfg, out, resolve_device(cfg.device), rerun=args.rerun)
-        data.curves = run_curves(data.runs, out / "curves")
-        result = write_report(data, out)
+        try:
+            data.curves = run_curves(data.runs, out / "curves")
+            result = write_report(data, out)
+        except OSError as e:
+            raise UserError(f"cannot write the report into {out}: {e.strerror or e} (read-only or full?); the "
+                            f"method outputs in {out / 'outputs'} are kept and a rerun reuses them") from e
         print("\n".join(summary_lines(result)))
         print(f"report: {out / 'index.html'}, {out / 'grid.png'}, {out / 'metrics.md'} ({data.seconds_total:.0f} s)")
         return cli.EXIT_DONE

@@ -57,10 +57,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.dry_run:
             print(to_yaml(cfg), end="")
             return cli.EXIT_DONE
+        from utils.errors import UserError
+
         missing = [f for f, v in (("--input", args.input), ("--style", args.style), ("--output", args.output)) if not v]
         if missing:
-            from utils.errors import UserError
-
             raise UserError(f"{', '.join(missing)} required (or use --dry-run)")
         from pathlib import Path
 
@@ -87,7 +87,11 @@ def main(argv: list[str] | None = None) -> int:
                       "settings": method.settings(), "losses": summary.losses,
                       "outputs": [str(dst) for _, dst in summary.pairs], "config": json.loads(json.dumps(
                           __import__("dataclasses").asdict(cfg)))}
-            (job.output / "gatys_run.json").write_text(json.dumps(record, indent=2))
+            try:
+                (job.output / "gatys_run.json").write_text(json.dumps(record, indent=2))
+            except OSError as e:
+                raise UserError(f"cannot write {job.output / 'gatys_run.json'}: {e.strerror or e} (read-only or "
+                                f"full?); the {summary.translated} stylized image(s) were written") from e
             print(f"wrote {summary.translated} image(s) to {job.output}: {summary.seconds_per_image:.2f} s/image on "
                   f"{method.device}; skipped {summary.skipped} (already there), failed {len(summary.failed)}")
             return cli.EXIT_DONE

@@ -177,7 +177,9 @@ def write_html(path: Path, data: ReportData, max_rows: int = 100, thumb: int = 2
     style_imgs = "".join(
         f"<figure><img src='{_data_uri(_thumb(load_rgb(p), thumb))}' alt='style'><figcaption>{esc(p.name)}"
         f"</figcaption></figure>" for p in data.facts.styles)
-    curves = "".join(f"<figure><img class='c' src='{_data_uri(Image.open(p).convert('RGB'))}' alt='curves'>"
+    # The plots' own PNG bytes: line art stays sharp (JPEG, as for large photos, would blur it) and small.
+    curves = "".join(f"<figure><img class='c' src='data:image/png;base64,"
+                     f"{base64.b64encode(Path(p).read_bytes()).decode('ascii')}' alt='curves'>"
                      f"<figcaption>{esc(t)}</figcaption></figure>" for t, p in data.curves)
     per_image = {r.method: r.per_image for r in data.rows}
     body = ["<table class='g'><tr><th>#</th>" + "".join(f"<th>{esc(t)}</th>" for _, t, _ in cols) + "</tr>"]

@@ -7,6 +7,7 @@ working size (longer side ``image.size``; 0 keeps each input's size).
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -113,6 +114,15 @@ class GatysMethod(Method):
         return (f"Gatys: {self.cfg.optim.optimizer} x {p.steps}{f' x {p.scales} scales' if p.scales > 1 else ''}, "
                 f"{self.cfg.vgg.pooling} pooling, alpha {self.cfg.loss.content_weight:g}, "
                 f"beta {self.cfg.loss.style_weight:g}, {len(self.styles)} style image(s), {self.vgg.label}")
+
+    def fingerprint(self) -> dict[str, Any]:
+        """Also the whole resolved config: :meth:`settings` is the report's short summary and leaves
+        out keys that change the images (layers and their weights, lr, init, style_scale, batch size
+        (L-BFGS optimises a batch as one vector) ...). Only logging and the device name are left out."""
+        config = dataclasses.asdict(self.cfg)
+        for key in ("progress", "log_every", "device"):
+            config.pop(key)
+        return {**super().fingerprint(), "config": config}
 
     def input_files(self) -> list[Path]:
         files = list(self.styles)

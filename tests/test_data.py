@@ -1,64 +1,29 @@
-"""Data: image modes, transforms, the unaligned dataset and sampler, demo dataset (downloads: test_download.py)."""
+"""Data: transforms, the unaligned dataset, the single-folder dataset, the epoch sampler, the demo
+dataset, and training over a folder of bad and odd images (decoding itself: test_image_io.py;
+downloads: test_download.py)."""
 
 from __future__ import annotations
 
-import io
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from image_corpus import BAD, make_corpus, one_torch_thread, truncated_jpeg
 from PIL import Image
 
 from data.demo import DemoSpec, make_demo_dataset
-from data.image_io import BadImageError, load_rgb
-from data.unaligned import DatasetError, EpochSampler, Transform, UnalignedDataset, image_folder, split_train_val
+from data.folder import ImageFolderDataset, content_images
+from data.image_io import list_images
+from data.samplers import EpochSampler
+from data.unaligned import DatasetError, Transform, UnalignedDataset, image_folder, split_train_val
 
 
-def _save(img: Image.Image, path: Path, **kw) -> Path:
-    img.save(path, **kw)
-    return path
-
-
-def test_modes_become_rgb(tmp_path: Path) -> None:
-    gray = _save(Image.new("L", (5, 4), 100), tmp_path / "g.png")
-    assert load_rgb(gray).getpixel((0, 0)) == (100, 100, 100)
-
-    rgba = Image.new("RGBA", (3, 3), (255, 0, 0, 0))  # fully transparent red
-    assert load_rgb(_save(rgba, tmp_path / "a.png")).getpixel((1, 1)) == (255, 255, 255)
-
-    pal = Image.new("P", (2, 2), 0)
-    pal.putpalette([10, 20, 30] + [0] * 765)
-    assert load_rgb(_save(pal, tmp_path / "p.png")).getpixel((0, 0)) == (10, 20, 30)
-
-    deep = Image.fromarray(np.full((3, 3), 65535, dtype=np.uint16))
-    assert load_rgb(_save(deep, tmp_path / "d.png")).getpixel((0, 0)) == (255, 255, 255)
-
-    cmyk = Image.new("CMYK", (4, 4), (0, 255, 255, 0))  # pure red in CMYK
-    r, g, b = load_rgb(_save(cmyk, tmp_path / "c.jpg", quality=95)).getpixel((2, 2))
-    assert r > 200 and g < 60 and b < 60
-
-
-def test_exif_rotation_applied(tmp_path: Path) -> None:
-    img = Image.new("RGB", (6, 2), (0, 0, 255))
-    exif = Image.Exif()
-    exif[0x0112] = 6  # rotate 90 degrees clockwise to display
-    path = _save(img, tmp_path / "r.jpg", exif=exif.tobytes())
-    assert load_rgb(path).size == (2, 6)
-
-
-@pytest.mark.parametrize("content", [b"", b"not an image at all", None])
-def test_bad_files_raise_with_name(tmp_path: Path, content: bytes | None) -> None:
-    path = tmp_path / "bad.jpg"
-    if content is None:  # truncated JPEG
-        buf = io.BytesIO()
-        Image.new("RGB", (64, 64), (1, 2, 3)).save(buf, "JPEG")
-        content = buf.getvalue()[:200]
-    path.write_bytes(content)
-    with pytest.raises(BadImageError) as err:
-        load_rgb(path)
-    assert "bad.jpg" in str(err.value)
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    yield from one_torch_thread()
 
 
 def test_transform_modes() -> None:
@@ -103,6 +68,28 @@ def test_corrupt_file_is_skipped_and_named(tiny_dataset: Path, tmp_path: Path) -
     s = ds[(0, 0)]
     assert "broken.png" in s["skipped"] and s["A"].shape == (3, 32, 32)
     assert ds[(0, 0)]["skipped"] == ""  # remembered: one warning per file, not per epoch
+
+
+def test_single_folder_dataset_skips_corrupt_files_once(tiny_dataset: Path, tmp_path: Path) -> None:
+    files = content_images(tiny_dataset / "trainB")[:2]
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(truncated_jpeg())
+    ds = ImageFolderDataset([broken, *files], Transform("resize_and_crop", 36, 32), seed=1)
+    s = ds[(0, 0)]
+    assert s["skipped"].startswith(f"{broken}: cannot decode") and s["image"].dtype == torch.uint8
+    assert s["image"].shape == (3, 32, 32)
+    assert ds[(0, 0)]["skipped"] == ""  # remembered: one warning per file, not per epoch
+    assert torch.equal(ds[(2, 1)]["image"], ds[(2, 1)]["image"])  # seeded by (epoch, index)
+    with pytest.raises(DatasetError, match="no readable image left"):
+        ImageFolderDataset([broken], Transform("resize_and_crop", 36, 32))[0]
+
+
+def test_content_folder_errors_say_what_to_do(tmp_path: Path) -> None:
+    with pytest.raises(DatasetError, match=r"data.root: .* is not a folder of images .*datasets/demo/trainB"):
+        content_images(tmp_path / "missing")
+    (tmp_path / "notes.txt").write_text("x")
+    with pytest.raises(DatasetError, match="contains no images"):
+        content_images(tmp_path)
 
 
 def test_missing_and_empty_folders(tmp_path: Path) -> None:
@@ -153,3 +140,34 @@ def test_demo_dataset_layout_pairs_and_determinism(tmp_path: Path) -> None:
     painting = np.asarray(Image.open(a / "testA" / "0000.png"), dtype=float)
     photo = np.asarray(Image.open(a / "testB" / "0000.png"), dtype=float)
     assert painting.shape == photo.shape and np.abs(painting - photo).mean() > 5  # a real change
+
+
+def test_training_skips_bad_images_once_each_and_counts_them(tiny_dataset: Path, tiny_config, make_trainer,
+                                                             tmp_path: Path, capsys) -> None:
+    from utils.checkpoint import read_training_checkpoint
+
+    root = tmp_path / "data"
+    shutil.copytree(tiny_dataset, root)
+    make_corpus(root / "trainA")
+    # Sorted, the last two files of trainA are held out for validation: a bad one and a good one.
+    (root / "trainA" / "zz_truncated_val.jpg").write_bytes(truncated_jpeg())
+    shutil.copy(root / "trainA" / "0000.png", root / "trainA" / "zzz_good_val.png")
+    bad = {str(root / "trainA" / n) for n in [*BAD, "zz_truncated_val.jpg"]}
+
+    trainer = make_trainer(tiny_config(f"data.root={root}", "optim.n_epochs_decay=0", "log.scalars_every=100"))
+    logged: list[dict[str, float]] = []
+    real_scalars = trainer.logger.scalars
+    trainer.logger.scalars = lambda step, values: (logged.append(dict(values)), real_scalars(step, values))[1]
+    result = trainer.fit()
+    out = capsys.readouterr()
+
+    n_train_A = len(list_images(root / "trainA")) - 2
+    assert result.step == n_train_A  # every A image (good, odd, bad) is visited once, none stops the run
+    assert {line.split(": ")[0] for line in trainer.skipped_images} == bad
+    warnings_ = [line for line in out.err.splitlines() if line.startswith("WARNING: skipped unreadable image")]
+    assert len(warnings_) == len(bad)
+    for path in bad:
+        assert sum(path + ":" in w for w in warnings_) == 1
+    assert logged[-2]["health/skipped_images"] == len(bad)  # (the last entry is the epoch's lr line)
+    assert f"skipped images {len(bad)}" in out.out
+    assert read_training_checkpoint(result.last_checkpoint).skipped_images == sorted(trainer.skipped_images)

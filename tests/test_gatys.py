@@ -1,21 +1,40 @@
 """Gatys baseline: loss values by hand, VGG layer naming and truncation, weight loading,
-optimisation, colour preservation, blending, multi-scale, config and CLI. Random weights only."""
+optimisation, colour preservation, blending, multi-scale, config, the method (blend, fingerprint)
+and stylize.py. Random weights only."""
 
 from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from pathlib import Path
 
 import pytest
 import torch
 import torchvision
+from image_corpus import ROOT, load_script, one_torch_thread, truncated_jpeg
 from PIL import Image
 
+from methods.base import MethodError
+from methods.gatys import GatysMethod, gatys_params
 from models.color import luminance, rgb_to_yiq, yiq_to_rgb
 from models.gatys import GatysParams, stylize
 from models.style_losses import LossWeights, content_loss, gram_matrix, style_grams, style_loss, tv_loss
-from models.vgg import LAYER_NAMES, VGG19Features, VGGWeightsUnavailable, load_vgg19
+from models.vgg import LAYER_NAMES, VGG19Features, VGGInfo, VGGWeightsUnavailable, load_vgg19
 from options.config import ConfigError
-from options.gatys_config import gatys_params, load_gatys_config, style_blend
+from options.gatys import load_gatys_config
+from options.methods import MethodOptions
 
+stylize_cli = load_script("stylize")
+CPU = torch.device("cpu")
+GATYS_TINY = ["vgg.weights=random", "optim.steps=2", "image.size=0", "progress=false",
+              "loss.content_layers=[relu2_2]", "loss.style_layers=[relu1_1,relu2_1]", "--device", "cpu"]
 SMALL = LossWeights(content_layers={"relu2_2": 1.0}, style_layers={"relu1_1": 1.0, "relu2_1": 1.0})
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    yield from one_torch_thread()
 
 
 @pytest.fixture(scope="module")
@@ -219,48 +238,192 @@ def test_batch_multiscale_noise_init_and_reproducibility(small_vgg):
 
 
 def test_shipped_configs_load_and_overrides_are_checked():
-    cfg = load_gatys_config("experiments/gatys.yaml")
+    cfg = load_gatys_config(ROOT / "experiments" / "gatys.yaml")
     p = gatys_params(cfg)
     assert p.optimizer == "lbfgs" and p.lr == 1.0 and p.steps == 300
     assert list(p.weights.content_layers) == ["relu4_2"]
     assert list(p.weights.style_layers) == ["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"]
     assert p.weights.style == 1e6 and p.weights.content == 1.0
-    quick = load_gatys_config("experiments/gatys_quick.yaml", ["optim.optimizer=adam"])
+    quick = load_gatys_config(ROOT / "experiments" / "gatys_quick.yaml", ["optim.optimizer=adam"])
     assert quick.vgg.pooling == "avg" and quick.image.size == 0 and gatys_params(quick).lr == 0.02
-    with pytest.raises(ConfigError, match="valid keys here: optim.optimizer"):
+    with pytest.raises(ConfigError, match=r"'optim.stepz' \(did you mean 'steps'\?\); valid keys here: optim.opt"):
         load_gatys_config(None, ["optim.stepz=3"])
-    with pytest.raises(ConfigError, match="loss.style_layers: unknown layer"):
-        load_gatys_config(None, ["loss.style_layers=relu1_1,conv_4"])
-    with pytest.raises(ConfigError, match="loss.style_layer_weights"):
-        load_gatys_config(None, ["loss.style_layer_weights=1,2"])
+    # Layer names are VGG-19's, checked where the network is known (options/ does not import models/).
+    with pytest.raises(ConfigError, match="loss.style_layers: unknown VGG-19 layer.s. conv_4; valid: conv1_1"):
+        gatys_params(load_gatys_config(None, ["loss.style_layers=[relu1_1,conv_4]"]))
+    with pytest.raises(ConfigError, match="loss.style_layer_weights: 2 weights for 5 layers"):
+        load_gatys_config(None, ["loss.style_layer_weights=[1,2]"])
     with pytest.raises(ConfigError, match="vgg.pooling"):
         load_gatys_config(None, ["vgg.pooling=median"])
-    cfg = load_gatys_config(None, ["image.style_blend=0.7,0.3"])
-    assert style_blend(cfg, 2) == [0.7, 0.3]
-    with pytest.raises(ConfigError, match="image.style_blend"):
-        style_blend(cfg, 3)
+    with pytest.raises(ConfigError, match="image.size: must be 0"):
+        load_gatys_config(None, ["image.size=8"])
+
+
+def test_demo_configs_never_download(tmp_path, monkeypatch):
+    """experiments/report_demo.yaml says the demo never downloads: its Gatys entry must not either
+    (an empty torch cache: the labelled random-weight fallback, no network)."""
+    import models.vgg
+    from options.config import load
+    from options.report import ReportConfig, validate_report
+
+    downloads: list[str] = []
+
+    def no_network(url, *args, **kwargs):
+        downloads.append(url)
+        raise OSError("offline")
+
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    monkeypatch.setattr(models.vgg, "_download", no_network)
+    report = load(ReportConfig, ROOT / "experiments" / "report_demo.yaml", [], validate_report)
+    assert not report.download
+    gatys = [m for m in report.methods if m.method == "gatys"]
+    assert gatys
+    for m in gatys:
+        cfg = load_gatys_config(ROOT / m.config, m.settings)
+        assert not cfg.vgg.download and cfg.vgg.random_if_unavailable
+        method = GatysMethod.build(dataclasses.replace(m, style=[str(_style_file(tmp_path))],
+                                                       settings=[*m.settings, "loss.content_layers=[relu1_1]",
+                                                                 "loss.style_layers=[relu1_1]"]), None, CPU)
+        assert method.name == "Gatys [random-weight VGG (no pretrained weights available)]"
+    assert downloads == []
+
+
+def _style_file(folder: Path, size: int = 24, seed: int = 20) -> Path:
+    path = folder / f"style{seed}.png"
+    Image.fromarray((_images(1, size, seed)[0].permute(1, 2, 0).numpy() * 255).astype("uint8")).save(path)
+    return path
+
+
+def test_method_blends_styles_and_checks_their_weights(small_vgg, tmp_path):
+    styles = [str(_style_file(tmp_path, 16, s)) for s in (1, 2, 3)]
+    extractor = (small_vgg, VGGInfo("random", "torchvision", False, "test"))
+    tiny = ["loss.content_layers=[relu2_2]", "loss.style_layers=[relu1_1,relu2_1]", "optim.steps=1", "image.size=0"]
+
+    def build(**kw):
+        return GatysMethod.build(MethodOptions(method="gatys", **kw), None, CPU, extractor=extractor)
+
+    with pytest.raises(MethodError, match="2 style weights for 3 style image"):
+        build(style=styles, settings=[*tiny, "image.style_blend=[0.7,0.3]"])
+    with pytest.raises(MethodError, match="needs at least one style image"):
+        build(settings=tiny)
+    with pytest.raises(MethodError, match=r"style image .*missing.png does not exist"):
+        build(style=[str(tmp_path / "missing.png")], settings=tiny)
+    (tmp_path / "broken.png").write_bytes(b"")
+    with pytest.raises(MethodError, match="broken.png cannot be read"):
+        build(style=[str(tmp_path / "broken.png")], settings=tiny)
+    m = build(style=styles[:2], style_weights=[3.0, 1.0], settings=tiny)
+    assert m.blend == [3.0, 1.0] and m.settings()["style_blend"] == [3.0, 1.0]
+    assert m.takes_style and not m.keeps_size and m.max_batch == 1
+    out = m(torch.randint(0, 256, (1, 3, 16, 20), dtype=torch.uint8))
+    assert out.shape == (1, 3, 16, 20) and out.dtype == torch.uint8
+    assert set(m.last_losses()) == {"total", "content", "style", "tv"} and len(m.last_losses()["total"]) == 1
+    assert m.working_size((40, 20)) == (40, 20)  # image.size 0: the input's size
+    assert build(style=styles[:1], settings=[*tiny, "image.size=16"]).working_size((40, 20)) == (16, 8)
+
+
+def test_fingerprint_covers_every_setting_that_shapes_the_outputs(small_vgg, tmp_path):
+    """The report reuses Gatys outputs by fingerprint: a setting that changes the images must change it."""
+    style = str(_style_file(tmp_path))
+    extractor = (small_vgg, VGGInfo("random", "torchvision", False, "test"))
+    tiny = ["loss.content_layers=[relu2_2]", "loss.style_layers=[relu1_1,relu2_1]"]
+
+    def fp(*settings: str) -> dict:
+        opts = MethodOptions(method="gatys", style=[style], settings=[*tiny, *settings])
+        return GatysMethod.build(opts, None, CPU, extractor=extractor).fingerprint()
+
+    base = fp()
+    assert fp() == base
+    assert fp("progress=false", "log_every=1") == base  # logging does not change an image
+    for change in ("loss.style_layers=[relu1_1]", "loss.content_layer_weights=[2]", "optim.lr=0.5",
+                   "optim.init=noise", "optim.lbfgs_history=5", "image.style_scale=0.5", "image.scale_factor=1.5",
+                   "vgg.preprocess=caffe", "batch_size=2", "optim.steps=3", "loss.tv_weight=1"):
+        assert fp(change) != base, change
+    # The style image's content, not only its name.
+    before = fp()
+    Image.new("RGB", (24, 24), (200, 10, 10)).save(style)
+    assert fp() != before
+
+
+# ---------------------------------------------------------------------------------------------
+# stylize.py
+
+
+def _content(folder: Path, names=("c0.png", "c1.png"), size: int = 32) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, name in enumerate(names):
+        arr = (_images(1, size, 10 + i)[0].permute(1, 2, 0).numpy() * 255).astype("uint8")
+        Image.fromarray(arr).save(folder / name, format="PNG")
+    return folder
+
+
+def _stylize(capsys, *args: str) -> tuple[int, str, str]:
+    code = stylize_cli.main([*args, *GATYS_TINY])
+    out, err = capsys.readouterr()
+    return code, out, err
 
 
 def test_stylize_cli(tmp_path, capsys):
-    import stylize as cli
-
-    content_dir = tmp_path / "content"
-    content_dir.mkdir()
-    for i in range(2):
-        Image.fromarray((_images(1, 32, 10 + i)[0].permute(1, 2, 0).numpy() * 255).astype("uint8")).save(
-            content_dir / f"c{i}.png")
-    style = tmp_path / "s.png"
-    Image.fromarray((_images(1, 24, 20)[0].permute(1, 2, 0).numpy() * 255).astype("uint8")).save(style)
-    assert cli.main(["--dry-run", "optim.steps=7"]) == 0
+    content_dir = _content(tmp_path / "content")
+    style = _style_file(tmp_path)
+    assert stylize_cli.main(["--dry-run", "optim.steps=7"]) == 0
     assert "steps: 7" in capsys.readouterr().out
-    assert cli.main(["--dry-run", "optim.nope=1"]) == 2
-    args = ["--content", str(content_dir), "--style", str(style), "--output", str(tmp_path / "out"),
-            "vgg.weights=random", "optim.steps=2", "image.size=0", "progress=false",
-            "loss.content_layers=relu2_2", "loss.style_layers=relu1_1,relu2_1"]
-    assert cli.main(args) == 0
-    outs = sorted((tmp_path / "out").glob("*.png"))
+    assert stylize_cli.main(["--dry-run", "optim.nope=1"]) == 2
+    assert "optim.nope" in capsys.readouterr().err
+    out_dir = tmp_path / "out"
+    code, out, err = _stylize(capsys, "--input", str(content_dir), "--style", str(style), "--output", str(out_dir))
+    assert code == 0, err
+    assert "WARNING: Gatys runs with a random-weight VGG" in err
+    assert re.search(r"wrote 2 image\(s\) to .*out: [\d.]+ s/image on cpu; skipped 0 \(already there\), failed 0", out)
+    outs = sorted(out_dir.glob("*.png"))
     assert [p.name for p in outs] == ["c0.png", "c1.png"]
     assert Image.open(outs[0]).size == (32, 32)
-    assert (tmp_path / "out" / "gatys_run.json").is_file()
-    assert cli.main(["--content", str(content_dir), "--style", str(tmp_path / "missing.png"),
-                     "--output", str(tmp_path / "o2"), "vgg.weights=random"]) == 1
+    record = json.loads((out_dir / "gatys_run.json").read_text())
+    assert record["images"] == 2 and record["device"] == "cpu" and record["settings"]["steps"] == 2
+    assert set(record["losses"]) == {"c0.png", "c1.png"} and record["losses"]["c0.png"]["total"] > 0
+    assert record["outputs"] == [str(out_dir / "c0.png"), str(out_dir / "c1.png")]
+    assert record["config"]["optim"]["steps"] == 2 and record["seconds_per_image"] > 0
+
+    # Existing outputs are kept unless --overwrite.
+    stamp = (out_dir / "c0.png").stat().st_mtime_ns
+    code, out, _ = _stylize(capsys, "--input", str(content_dir), "--style", str(style), "--output", str(out_dir))
+    assert code == 1 and f"nothing to do: all 2 outputs already exist in {out_dir} (--overwrite)" in out
+    assert (out_dir / "c0.png").stat().st_mtime_ns == stamp
+    code, out, _ = _stylize(capsys, "--input", str(content_dir), "--style", str(style), "--output", str(out_dir),
+                            "--overwrite")
+    assert code == 0 and "wrote 2 image(s)" in out and (out_dir / "c0.png").stat().st_mtime_ns != stamp
+
+
+def test_stylize_errors_exit_2(tmp_path, capsys):
+    content_dir = _content(tmp_path / "content", ("c0.png",), 16)
+    code, _, err = _stylize(capsys, "--content", str(content_dir), "--style", str(tmp_path / "missing.png"),
+                            "--output", str(tmp_path / "o2"))
+    assert code == 2 and f"error: style image {tmp_path / 'missing.png'} does not exist" in err
+    code, _, err = _stylize(capsys, "--style", str(tmp_path / "s.png"))
+    assert code == 2 and "error: --input, --output required (or use --dry-run)" in err
+    code, _, err = _stylize(capsys, "--input", str(tmp_path / "nope"), "--style", str(_style_file(tmp_path)),
+                            "--output", str(tmp_path / "o3"))
+    assert code == 2 and f"input {tmp_path / 'nope'} does not exist" in err
+    assert not (tmp_path / "o2").exists() and not (tmp_path / "o3").exists()
+
+
+def test_stylize_same_stem_gets_two_outputs_and_bad_files_are_skipped(tmp_path, capsys):
+    content_dir = _content(tmp_path / "content", ("same.jpg", "same.png"), 16)  # (PNG bytes named .jpg)
+    (content_dir / "empty.png").write_bytes(b"")
+    (content_dir / "truncated.jpg").write_bytes(truncated_jpeg())
+    out_dir = tmp_path / "out"
+    code, out, err = _stylize(capsys, "--input", str(content_dir), "--style", str(_style_file(tmp_path, 16)),
+                              "--output", str(out_dir))
+    assert code == 0, err
+    assert sorted(p.name for p in out_dir.glob("*.png")) == ["same.jpg.png", "same.png.png"]
+    assert "wrote 2 image(s)" in out and "failed 2" in out
+    assert f"failed: {content_dir / 'empty.png'}: file is empty (0 bytes)" in err
+    assert f"failed: {content_dir / 'truncated.jpg'}: cannot decode" in err
+    record = json.loads((out_dir / "gatys_run.json").read_text())
+    assert set(record["losses"]) == {"same.jpg.png", "same.png.png"}
+    # Only bad files: nothing done, exit 1.
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "x.png").write_bytes(b"")
+    code, _, err = _stylize(capsys, "--input", str(bad), "--style", str(_style_file(tmp_path, 16)),
+                            "--output", str(tmp_path / "o"))
+    assert code == 1 and "nothing done: no image of" in err

@@ -8,11 +8,9 @@ import math
 import numpy as np
 import pytest
 import torch
-from torch import nn
+from image_corpus import one_torch_thread
 
-from models.style_losses import LossWeights, style_grams
-from models.vgg import load_vgg19
-from utils.metrics import (
+from evaluation.metrics import (
     MetricUnavailable,
     Stopwatch,
     describe_device,
@@ -27,24 +25,13 @@ from utils.metrics import (
     psnr_ssim,
     vgg_losses,
 )
+from models.style_losses import LossWeights, style_grams
+from models.vgg import load_vgg19
 
 
-class TinyFeatures(nn.Module):
-    """uint8 (B, 3, H, W) -> (B, 16): a random conv and global pooling (stands in for Inception)."""
-
-    num_features = 16
-
-    def __init__(self) -> None:
-        super().__init__()
-        g = torch.Generator().manual_seed(0)
-        self.conv = nn.Conv2d(3, 16, 3, stride=2)
-        with torch.no_grad():
-            self.conv.weight.copy_(torch.randn(self.conv.weight.shape, generator=g) * 0.3)
-            self.conv.bias.zero_()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = torch.tanh(self.conv(x.float() / 127.5 - 1.0))
-        return h.mean(dim=(2, 3))
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    yield from one_torch_thread()
 
 
 def _set(n: int, seed: int, shift: int = 0, size: int = 24) -> list[torch.Tensor]:
@@ -53,11 +40,9 @@ def _set(n: int, seed: int, shift: int = 0, size: int = 24) -> list[torch.Tensor
     return list(imgs.clamp(0, 255).to(torch.uint8))
 
 
-@pytest.fixture(scope="module")
-def feats():
-    net = TinyFeatures()
-    base = extract_features(net, _set(48, 0))
-    return net, base
+@pytest.fixture
+def feats(tiny_features):
+    return tiny_features, extract_features(tiny_features, _set(48, 0))
 
 
 def test_fid_of_a_set_with_itself_is_zero_and_grows_with_a_shift(feats):
@@ -92,8 +77,8 @@ def test_too_few_images_are_reported_not_crashing(feats):
     assert result.n_real == 48 and result.n_fake == 1
 
 
-def test_extract_features_batches_by_size():
-    net = TinyFeatures()
+def test_extract_features_batches_by_size(tiny_features):
+    net = tiny_features
     imgs = _set(3, 0, size=16) + _set(2, 1, size=20)
     f = extract_features(net, imgs, batch_size=2)
     assert f.shape == (5, 16) and f.dtype == torch.float64

@@ -1,162 +1,291 @@
-"""The comparison report on tiny data: every row and column present, self-contained HTML,
-grid, metrics.json/md, unavailable metrics labelled, outputs reused, the CLI."""
+"""The comparison report on tiny data: test sets, every row and column present, self-contained HTML
+with the training curves, grid, metrics.json/md with real values, unavailable metrics labelled,
+outputs reused only while nothing that shapes them changed, the CLI."""
 
 from __future__ import annotations
 
-import dataclasses
+import base64
 import json
+import math
 import re
+import shutil
+from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+import yaml
+from image_corpus import ROOT, load_script, one_torch_thread
 from PIL import Image
-from torch import nn
 
-from data.demo import DemoSpec, make_demo_dataset
-from models.cyclegan import build_discriminator, build_generator
-from options.config import Config
-from options.gatys_config import load_gatys_config
-from utils.checkpoint import save_atomic
-from utils.report import COLUMNS, build_report, dataset_test_set, folder_test_set
+from data.image_io import load_rgb, pil_to_uint8
+from evaluation.metrics import psnr_ssim
+from evaluation.render import COLUMNS, write_report
+from evaluation.report_data import build_report_data, dataset_test_set, folder_test_set
+from options.config import load
+from options.report import ReportConfig, validate_report
 
-GATYS_TINY = ["optim.steps=2", "progress=false", "loss.content_layers=relu2_2", "loss.style_layers=relu1_1,relu2_1",
-              "vgg.download=false"]
-
-
-class TinyFeatures(nn.Module):
-    """uint8 (B, 3, H, W) -> (B, 8): stands in for Inception."""
-
-    num_features = 8
-
-    def __init__(self) -> None:
-        super().__init__()
-        torch.manual_seed(0)
-        self.conv = nn.Conv2d(3, 8, 3, stride=2)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.tanh(self.conv(x.float() / 127.5 - 1.0)).mean(dim=(2, 3))
+cli = load_script("report")
+CPU = torch.device("cpu")
+GATYS_TINY = ["optim.steps=2", "loss.content_layers=[relu2_2]", "loss.style_layers=[relu1_1,relu2_1]"]
 
 
-@pytest.fixture(scope="module")
-def setup(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("report")
-    data = make_demo_dataset(tmp / "demo", DemoSpec(size=32, n_train_A=2, n_train_B=2, n_test=4))
-    cfg = Config()
-    cfg.model.ngf, cfg.model.n_blocks = 8, 1
-    torch.manual_seed(0)
-    nets = {k: build_generator(ngf=8, n_blocks=1).state_dict() for k in ("G_A", "G_B")}
-    nets.update({k: build_discriminator(ndf=8).state_dict() for k in ("D_A", "D_B")})
-    save_atomic({"format": "cyclegan-checkpoint", "version": 1, "config": dataclasses.asdict(cfg), "nets": nets},
-                tmp / "run" / "checkpoints" / "step_00000001.pt")
-    return tmp, data
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    yield from one_torch_thread()
 
 
-@pytest.fixture()
+@pytest.fixture(autouse=True)
 def no_hub(tmp_path, monkeypatch):
     """An empty torch cache: no pretrained VGG or Inception, as on this offline machine."""
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
 
 
-def test_test_sets(setup, tmp_path):
-    _, data = setup
-    test = dataset_test_set(data, "BtoA", limit=3)
-    assert [p.parent.name for p in test.inputs] == ["testB"] * 3 and len(test.reference) == 4
-    assert [p.parent.name for p in test.ground_truth] == ["testA"] * 3
-    assert [p.name for p in test.ground_truth] == [p.name for p in test.inputs]
-    rev = dataset_test_set(data, "AtoB")
+@pytest.fixture
+def run(tiny_config, make_trainer) -> Path:
+    """A run folder with one checkpoint (step 1), written by the trainer."""
+    trainer = make_trainer(tiny_config())
+    trainer.step = 1
+    trainer.save()
+    return trainer.run_dir
+
+
+def write_config(path: Path, run: Path | None, dataset: Path | None = None, **top) -> Path:
+    """A report config: CycleGAN (BtoA) from ``run`` and the demo's Gatys, tiny, offline."""
+    methods = []
+    if run is not None:
+        methods.append({"method": "cyclegan", "checkpoint": str(run), "direction": "BtoA"})
+    methods.append({"method": "gatys", "config": str(ROOT / "experiments" / "gatys_quick.yaml"),
+                    "settings": GATYS_TINY})
+    cfg = {"methods": methods, "device": "cpu", "download": False,
+           "scoring": {"vgg": {"weights": "imagenet", "random_if_unavailable": True},
+                       "content_layers": ["relu2_2"], "style_layers": ["relu1_1", "relu2_1"]}}
+    if dataset is not None:
+        cfg.update(dataset=str(dataset), style=[str(dataset / "trainA" / "0000.png")])
+    cfg.update(top)
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def _load(path: Path, *overrides: str) -> ReportConfig:
+    return load(ReportConfig, path, list(overrides), validate_report)
+
+
+def _report(capsys, cfg: Path, out: Path, *extra: str) -> tuple[dict, str]:
+    code = cli.main(["--config", str(cfg), "--output", str(out), *extra])
+    stdout, err = capsys.readouterr()
+    assert code == 0, err
+    return json.loads((out / "metrics.json").read_text()), stdout
+
+
+# ---------------------------------------------------------------------------------------------
+# Test sets
+
+
+def test_test_sets(tiny_dataset):
+    test = dataset_test_set(tiny_dataset, "BtoA", limit=1)
+    assert [p.parent.name for p in test.inputs] == ["testB"] and len(test.reference) == 2
+    assert [p.parent.name for p in test.ground_truth] == ["testA"]
+    assert [p.name for p in test.ground_truth] == [p.name for p in test.inputs] and test.names == ["0000.png"]
+    rev = dataset_test_set(tiny_dataset, "AtoB")
     assert rev.inputs[0].parent.name == "testA" and rev.ground_truth[0].parent.name == "testB"
-    plain = folder_test_set(data / "testB", reference=data / "testA")
-    assert plain.ground_truth is None and len(plain.reference) == 4
+    plain = folder_test_set(tiny_dataset / "testB", reference=tiny_dataset / "testA")
+    assert plain.ground_truth is None and len(plain.reference) == 2 and len(plain.inputs) == 2
+    paired = folder_test_set(tiny_dataset / "testB", ground_truth=tiny_dataset / "testA")
+    assert paired.ground_truth == [tiny_dataset / "testA" / p.name for p in paired.inputs]
+    assert paired.reference == paired.ground_truth  # the ground truth is the FID set unless told otherwise
 
 
-def test_report_builds_with_every_row_and_column(setup, no_hub):
-    tmp, data = setup
-    out = tmp / "out"
-    # vgg.weights=imagenet with no cached file and no download: the demo's labelled random fallback.
-    cfg = load_gatys_config("experiments/gatys_quick.yaml", GATYS_TINY)
-    test = dataset_test_set(data, "BtoA")
-    style = [data / "trainA" / "0000.png"]
-    logs: list[str] = []
-    result = build_report(test, tmp / "run", "BtoA", style, out, cfg, device="cpu", allow_download=False,
-                          log=logs.append)
+# ---------------------------------------------------------------------------------------------
+# The whole report
 
-    for name in ("index.html", "grid.png", "metrics.json", "metrics.md"):
+
+def test_report_has_every_row_column_and_the_training_curves(tiny_dataset, tiny_config, make_trainer, tmp_path,
+                                                             capsys):
+    trainer = make_trainer(tiny_config("optim.n_epochs_decay=0", "log.scalars_every=1"))
+    trainer.fit()
+    out = tmp_path / "out"
+    cfg = write_config(tmp_path / "report.yaml", trainer.run_dir, tiny_dataset)
+    metrics, stdout = _report(capsys, cfg, out)
+
+    for name in ("index.html", "grid.png", "metrics.json", "metrics.md", "curves/cyclegan.png"):
         assert (out / name).is_file(), name
-    assert sorted(p.name for p in (out / "outputs" / "cyclegan").glob("*.png")) == [f"{i:04d}.png" for i in range(4)]
-    assert len(list((out / "outputs" / "gatys").glob("*.png"))) == 4
+    assert sorted(p.name for p in (out / "outputs" / "cyclegan").glob("*.png")) == ["0000.png", "0001.png"]
+    assert sorted(p.name for p in (out / "outputs" / "gatys").glob("*.png")) == ["0000.png", "0001.png"]
     assert Image.open(out / "outputs" / "gatys" / "0000.png").size == (32, 32)
 
-    metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics == json.loads(json.dumps(result))
     assert metrics["columns"] == list(COLUMNS)
     rows = {r["method"]: r for r in metrics["table"]}
-    assert len(rows) == 3
-    gatys_row = next(r for m, r in rows.items() if m.startswith("Gatys"))
-    assert "random-weight VGG (no pretrained weights available)" in gatys_row["method"]
+    assert list(rows) == ["input (unchanged)", "CycleGAN (step 6)",
+                          "Gatys [random-weight VGG (no pretrained weights available)]"]
     for row in metrics["table"]:
         assert list(row) == list(COLUMNS)
         assert row["FID"].startswith("unavailable: ") and row["KID"].startswith("unavailable: ")
-        assert float(row["SSIM"]) <= 1.0 and float(row["content loss"]) >= 0
-    assert rows["input (unchanged)"]["content loss"] == "0"
-    assert float(rows["CycleGAN (step 1)"]["s/image"]) > 0 and rows["CycleGAN (step 1)"]["device"].startswith("cpu")
-    assert metrics["counts"] == {"inputs": 4, "reference": 4, "ground_truth": 4}
-    assert "Inception" in metrics["fid_unavailable"]
+        assert -1.0 <= float(row["SSIM"]) <= 1.0 and float(row["content loss"]) >= 0
+    assert rows["input (unchanged)"]["content loss"] == "0" and rows["input (unchanged)"]["s/image"].startswith("n/a")
+    cyc = rows["CycleGAN (step 6)"]
+    assert float(cyc["s/image"]) > 0 and cyc["device"].startswith("cpu (")
+    assert metrics["counts"] == {"inputs": 2, "reference": 2, "ground_truth": 2}
+    assert "Inception" in metrics["fid_unavailable"] and "downloads are disabled" in metrics["fid_unavailable"]
     assert set(metrics["methods"]) == {"input", "cyclegan", "gatys"}
-    assert set(metrics["methods"]["gatys"]["per_image"]) == {f"{i:04d}.png" for i in range(4)}
+    assert set(metrics["methods"]["gatys"]["per_image"]) == {"0000.png", "0001.png"}
+    assert metrics["settings"]["cyclegan"]["step"] == 6 and metrics["settings"]["gatys"]["steps"] == 2
+    assert metrics["reused"] == {"cyclegan": False, "gatys": False} and not metrics["vgg_pretrained"]
 
     md = (out / "metrics.md").read_text()
     assert "| " + " | ".join(COLUMNS) + " |" in md and md.count("unavailable: no Inception weights offline") == 6
     assert "random-weight VGG" in md
+    assert stdout.count("\n| ") >= 4 and f"report: {out / 'index.html'}" in stdout
 
     page = (out / "index.html").read_text()
-    for header in ("input", "CycleGAN (step 1)", "Gatys [random-weight VGG", "ground truth", *COLUMNS):
+    for header in ("input", "CycleGAN (step 6)", "Gatys [random-weight VGG", "ground truth", *COLUMNS,
+                   "Training curves", f"CycleGAN (step 6) ({trainer.run_dir})"):
         assert header in page, header
     srcs = re.findall(r"<img[^>]* src='([^']*)'", page)
-    assert len(srcs) == 4 * 4 + 1 and all(s.startswith("data:image/") for s in srcs)  # self-contained
+    # 2 rows x 4 columns, 1 style image, 1 curves plot: every image embedded (self-contained).
+    assert len(srcs) == 2 * 4 + 1 + 1 and all(s.startswith("data:image/") for s in srcs)
+    curves = re.search(r"<img class='c' src='data:image/png;base64,([^']*)'", page)
+    assert base64.b64decode(curves.group(1)) == (out / "curves" / "cyclegan.png").read_bytes()  # the PNG itself
+    plot = Image.open(out / "curves" / "cyclegan.png")
+    assert plot.format == "PNG" and plot.size[0] > 400
+    from evaluation.curves import read_scalars
+
+    scalars = read_scalars(trainer.run_dir)  # what the plot shows: the validation metric and the losses
+    assert [step for step, _ in scalars["val/cycle_l1"]] == [6] and len(scalars["loss/G_A"]) >= 3
 
     grid = Image.open(out / "grid.png")
-    assert grid.size == (4 * 132 + 4, 22 + 4 * 132 + 4)  # 4 columns, 4 rows of 128 px cells
-    assert any("WARNING" in line and "random-weight VGG" in line for line in logs)
+    assert grid.size == (4 * 132 + 4, 22 + 2 * 132 + 4)  # 4 columns, 2 rows of 128 px cells
 
 
-def test_report_reuses_outputs_and_computes_fid_with_a_feature_network(setup, no_hub):
-    tmp, data = setup
-    out = tmp / "out2"
-    cfg = load_gatys_config("experiments/gatys_quick.yaml", GATYS_TINY)
-    test = dataset_test_set(data, "BtoA")
-    style = [data / "trainA" / "0000.png"]
-    build_report(test, tmp / "run", "BtoA", style, out, cfg, device="cpu", allow_download=False, log=lambda s: None)
-    stamp = (out / "outputs" / "gatys" / "0000.png").stat().st_mtime_ns
-    result = build_report(test, tmp / "run", "BtoA", style, out, cfg, device="cpu", allow_download=False,
-                          feature_extractor=TinyFeatures(), log=lambda s: None)
-    assert result["reused"] == {"cyclegan": True, "gatys": True}
-    assert (out / "outputs" / "gatys" / "0000.png").stat().st_mtime_ns == stamp
-    assert result["kid_subset_size"] == 4 and result["fid_unavailable"] is None
-    for method in ("input", "cyclegan", "gatys"):
-        m = result["methods"][method]
-        assert m["fid"] >= 0 and m["kid_mean"] is not None
-    for row in result["table"]:
-        float(row["FID"])
-        assert " ± " in row["KID"]
-    # A changed Gatys setting reruns Gatys only.
-    cfg3 = load_gatys_config("experiments/gatys_quick.yaml", GATYS_TINY + ["optim.steps=1"])
-    result = build_report(test, tmp / "run", "BtoA", style, out, cfg3, device="cpu", allow_download=False,
-                          feature_extractor=TinyFeatures(), log=lambda s: None)
-    assert result["reused"] == {"cyclegan": True, "gatys": False}
+def test_metrics_are_the_real_values(tiny_dataset, tmp_path, tiny_features):
+    """PSNR / SSIM / FID in the report are those of the files, computed here directly."""
+    cfg = _load(write_config(tmp_path / "r.yaml", None, input=str(tiny_dataset / "testB"),
+                             ground_truth=str(tiny_dataset / "testA"), style=[str(tiny_dataset / "trainA" /
+                                                                                  "0000.png")]))
+    out = tmp_path / "out"
+    data = build_report_data(cfg, out, CPU, feature_extractor=tiny_features, log=lambda s: None)
+    rows = {r.method: r for r in data.rows}
+    inputs = sorted((tiny_dataset / "testB").glob("*.png"))
+    gts = [tiny_dataset / "testA" / p.name for p in inputs]
+
+    def u8(p: Path) -> torch.Tensor:
+        return pil_to_uint8(load_rgb(p))
+
+    for method, files in (("input", inputs), ("gatys", [out / "outputs" / "gatys" / p.name for p in inputs])):
+        values = [psnr_ssim(u8(f), u8(g)) for f, g in zip(files, gts)]
+        assert rows[method].psnr == pytest.approx(np.mean([v[0] for v in values]), rel=1e-9)
+        assert rows[method].ssim == pytest.approx(np.mean([v[1] for v in values]), rel=1e-9)
+        assert rows[method].per_image["0001.png"]["psnr"] == pytest.approx(values[1][0], rel=1e-9)
+    assert 5 < rows["input"].psnr < 40 and rows["input"].psnr != rows["gatys"].psnr
+
+    # FID/KID against the ground truth folder (the default reference): the ground truth measured
+    # against itself is a zero distance, the inputs are not.
+    assert rows["input"].fid.n_real == 2 and rows["input"].fid.kid_subset_size == 2
+    assert rows["input"].fid.fid > 0
+    from evaluation.metrics import extract_features, fid_from_features
+
+    ref = extract_features(tiny_features, [u8(g) for g in gts])
+    assert fid_from_features(ref, ref) == pytest.approx(0.0, abs=1e-6)
+    assert rows["input"].fid.fid == pytest.approx(fid_from_features(ref, extract_features(tiny_features,
+                                                  [u8(p) for p in inputs])), rel=1e-6)
+    assert rows["input"].content_loss == 0.0 and rows["gatys"].content_loss > 0
+    assert rows["input"].style_loss > 0
+
+    result = write_report(data, out)
+    assert result["methods"]["input"]["psnr"] == rows["input"].psnr and result["fid_unavailable"] is None
+    assert float(result["table"][0]["FID"]) == pytest.approx(rows["input"].fid.fid, abs=0.01)
+    for row, title in zip(result["table"], ("input (unchanged)", rows["gatys"].title)):
+        assert row["method"] == title and float(row["FID"]) >= 0 and re.fullmatch(r"-?[\d.e-]+ ± [\d.e-]+", row["KID"])
 
 
-def test_report_cli(setup, no_hub, capsys):
-    import report as cli
+def test_fid_of_the_reference_set_against_itself_is_zero(tiny_dataset, tmp_path, tiny_features):
+    """input= and reference= the same folder: the do-nothing row's FID is 0."""
+    cfg = _load(write_config(tmp_path / "r.yaml", None, input=str(tiny_dataset / "trainB"),
+                             reference=str(tiny_dataset / "trainB"), style=[str(tiny_dataset / "trainA" / "0000.png")]))
+    data = build_report_data(cfg, tmp_path / "out", CPU, feature_extractor=tiny_features, log=lambda s: None)
+    rows = {r.method: r for r in data.rows}
+    assert rows["input"].fid.fid == pytest.approx(0.0, abs=1e-6) and rows["input"].fid.n_real == 8
+    assert rows["gatys"].fid.fid > 1e-3 and rows["gatys"].content_loss > 0
+    assert rows["input"].psnr is None and data.facts.n_ground_truth == 0
 
-    tmp, data = setup
-    args = ["--dataset", str(data), "--checkpoint", str(tmp / "run"), "--direction", "BtoA",
-            "--style", str(data / "trainA" / "0000.png"), str(data / "trainA" / "0001.png"),
-            "--gatys-config", "experiments/gatys_quick.yaml", "--out", str(tmp / "cli"), "--limit", "2",
-            "--no-download", "--device", "cpu", *GATYS_TINY]
-    assert cli.main(args) == 0
-    out = capsys.readouterr().out
+
+# ---------------------------------------------------------------------------------------------
+# Reuse
+
+
+def test_outputs_are_reused_only_while_nothing_changed(tiny_dataset, run, tiny_config, make_trainer, tmp_path,
+                                                       capsys):
+    style = tmp_path / "style.png"
+    shutil.copy(tiny_dataset / "trainA" / "0000.png", style)
+    cfg = write_config(tmp_path / "report.yaml", run, tiny_dataset, style=[str(style)])
+    out = tmp_path / "out"
+    ckpt = run / "checkpoints" / "step_00000001.pt"
+    first, _ = _report(capsys, cfg, out)
+    assert first["reused"] == {"cyclegan": False, "gatys": False}
+    stamps = {m: (out / "outputs" / m / "0000.png").stat().st_mtime_ns for m in ("cyclegan", "gatys")}
+
+    metrics, stdout = _report(capsys, cfg, out)  # nothing changed
+    assert metrics["reused"] == {"cyclegan": True, "gatys": True}
+    assert f"cyclegan: reusing 2 outputs in {out / 'outputs' / 'cyclegan'}" in stdout
+    assert {m: (out / "outputs" / m / "0000.png").stat().st_mtime_ns for m in stamps} == stamps
+    assert metrics["methods"]["cyclegan"]["psnr"] == first["methods"]["cyclegan"]["psnr"]
+
+    # The checkpoint file replaced by another network (same path, same step, another width).
+    other = make_trainer(tiny_config("model.ngf=4", "name=other"))
+    other.step = 1
+    shutil.copy(other.save(), ckpt)
+    metrics, stdout = _report(capsys, cfg, out)
+    assert metrics["reused"] == {"cyclegan": False, "gatys": True} and "cyclegan: reusing" not in stdout
+    assert "ngf=4" in metrics["settings"]["cyclegan"]["arch"]
+
+    # The style image replaced by another picture under the same name.
+    Image.new("RGB", (32, 32), (200, 30, 30)).save(style)
+    metrics, _ = _report(capsys, cfg, out)
+    assert metrics["reused"] == {"cyclegan": True, "gatys": False}
+
+    # A Gatys setting changed: only Gatys runs again; --rerun runs everything.
+    metrics, _ = _report(capsys, cfg, out, "methods.1.settings=[optim.steps=1]")
+    assert metrics["reused"] == {"cyclegan": True, "gatys": False} and metrics["settings"]["gatys"]["steps"] == 1
+    metrics, _ = _report(capsys, cfg, out, "--rerun")
+    assert metrics["reused"] == {"cyclegan": False, "gatys": False}
+
+
+# ---------------------------------------------------------------------------------------------
+# The CLI
+
+
+def test_report_cli(tiny_dataset, run, tmp_path, capsys):
+    cfg = write_config(tmp_path / "report.yaml", run, tiny_dataset,
+                       style=[str(tiny_dataset / "trainA" / "0000.png"), str(tiny_dataset / "trainA" / "0001.png")])
+    assert cli.main(["--config", str(cfg), "--dry-run", "limit=1"]) == 0
+    dry = yaml.safe_load(capsys.readouterr().out)
+    assert dry["limit"] == 1 and dry["methods"][0]["checkpoint"] == str(run)
+    metrics, out = _report(capsys, cfg, tmp_path / "cli", "limit=1")
     assert out.count("\n| ") >= 3 and "unavailable" in out
-    metrics = json.loads((tmp / "cli" / "metrics.json").read_text())
-    assert metrics["counts"]["inputs"] == 2 and len(metrics["styles"]) == 2
-    assert cli.main([*args[:-len(GATYS_TINY)], "optim.stepz=1"]) == 2
-    assert "optim.steps" in capsys.readouterr().err
+    assert metrics["counts"]["inputs"] == 1 and len(metrics["styles"]) == 2
+    assert cli.main(["--config", str(cfg), "--output", str(tmp_path / "x"), "methods.1.settingz=[a=1]"]) == 2
+    assert "methods.1.settingz" in capsys.readouterr().err and not (tmp_path / "x").exists()
+    assert cli.main(["--config", str(cfg), "--output", str(tmp_path / "y"), "methods.1.settings=[optim.stepz=1]"]) == 2
+    assert "optim.stepz" in capsys.readouterr().err
+    # --overwrite writes beside files that are not a report's, and leaves them alone.
+    (tmp_path / "shared").mkdir()
+    (tmp_path / "shared" / "notes.txt").write_text("mine")
+    metrics, _ = _report(capsys, cfg, tmp_path / "shared", "limit=1", "--overwrite")
+    assert metrics["counts"]["inputs"] == 1 and (tmp_path / "shared" / "notes.txt").read_text() == "mine"
+    missing = write_config(tmp_path / "m.yaml", run, tiny_dataset, style=[str(tmp_path / "nope.png")])
+    assert cli.main(["--config", str(missing), "--output", str(tmp_path / "z")]) == 2
+    assert f"style image {tmp_path / 'nope.png'} does not exist" in capsys.readouterr().err
+
+
+def test_json_has_no_infinity(tiny_dataset, tmp_path):
+    """PSNR of identical images is inf: metrics.json writes the string "inf", the table "inf (identical)"."""
+    cfg = _load(write_config(tmp_path / "r.yaml", None, input=str(tiny_dataset / "testA"),
+                             ground_truth=str(tiny_dataset / "testA"), style=[str(tiny_dataset / "trainA" /
+                                                                                  "0000.png")]))
+    out = tmp_path / "out"
+    data = build_report_data(cfg, out, CPU, log=lambda s: None)
+    assert math.isinf(data.rows[0].psnr)
+    result = write_report(data, out)
+    text = (out / "metrics.json").read_text()
+    assert "Infinity" not in text and json.loads(text)["methods"]["input"]["psnr"] == "inf"
+    assert result["table"][0]["PSNR"] == "inf (identical)"

@@ -62,8 +62,11 @@ def write_gallery(output: str | Path, pairs: list[tuple[Path, Path]], failed: li
             + (f"<h2>Failed ({len(failed or [])})</h2><ul>{fails}</ul>\n" if fails else "") + "</body></html>\n")
         index = out / "index.html"
         tmp = out / f".index.html.{os.getpid()}.tmp"
-        tmp.write_text(page, encoding="utf-8")
-        os.replace(tmp, index)
+        try:
+            tmp.write_text(page, encoding="utf-8")
+            os.replace(tmp, index)
+        finally:  # a failed write or rename leaves no temp file in the user's folder
+            tmp.unlink(missing_ok=True)
     except OSError as e:
         raise UserError(f"cannot write the gallery in {out}: {e.strerror or e} (read-only or full?); the translated "
                         f"images themselves were written") from e
