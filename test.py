@@ -18,8 +18,8 @@ examples:
 Trailing key=value arguments set the method's own settings (--config FILE holds them in YAML):
 CycleGAN ngf= n_blocks= (force the architecture), WCT levels= transform= (see docs/methods.md).
 
-exit status: 0 at least one image done (or all outputs already there), 1 nothing done (no
-images, or every file failed), 2 error (bad checkpoint or option, unusable output), 130 interrupted
+exit status: 0 at least one image done, 1 nothing done (no images, every file failed, or every
+output already there), 2 error (bad checkpoint or option, unusable output), 130 interrupted
 """
 
 from __future__ import annotations
@@ -106,12 +106,16 @@ def main(argv: list[str] | None = None) -> int:
             index = write_gallery(job.output, summary.pairs, summary.failed,
                                   title=f"{method.name}: {args.input} -> {args.output}", subtitle=settings)
             print(f"gallery: {index}")
-        if summary.translated + summary.skipped == 0:
+        if summary.translated:
+            return cli.EXIT_DONE
+        if summary.skipped:
+            print(f"nothing to do: all {summary.skipped} outputs already exist in {args.output} (--overwrite "
+                  f"replaces them)", file=sys.stderr)
+        else:
             print(f"nothing done: no image of {args.input} could be processed"
                   + ("" if summary.failed else " (no images found; add --recursive for sub-folders?)"),
                   file=sys.stderr)
-            return cli.EXIT_NOTHING
-        return cli.EXIT_DONE
+        return cli.EXIT_NOTHING
 
     return cli.run(body)
 

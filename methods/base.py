@@ -40,8 +40,8 @@ def file_fingerprint(path: str | Path) -> dict[str, Any]:
     h = hashlib.sha256()
     with open(path, "rb") as f:
         h.update(f.read(1 << 20))
-        if st.st_size > 2 << 20:
-            f.seek(-(1 << 20), 2)
+        if st.st_size > 1 << 20:  # and the last MiB (overlapping the first for files under 2 MiB)
+            f.seek(max(1 << 20, st.st_size - (1 << 20)))
             h.update(f.read())
     return {"path": str(path.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256_ends": h.hexdigest()}
 

@@ -219,9 +219,6 @@ def test_fingerprint_follows_the_file_content_and_the_settings(tmp_path):
     assert _method(path, amp="bf16").fingerprint()["amp"] == "bf16"
 
 
-@pytest.mark.xfail(strict=True, reason="methods/base.file_fingerprint hashes the first MiB and, only above 2 MiB, "
-                   "the last MiB: bytes past the first MiB of a 1-2 MiB file are never hashed; integrator: hash "
-                   "from max(1 MiB, size - 1 MiB) to the end whenever size > 1 MiB")
 def test_fingerprint_sees_a_change_anywhere_in_the_first_and_last_mib(tmp_path):
     from methods.base import file_fingerprint
 
@@ -243,21 +240,15 @@ def _unet_like() -> dict[str, torch.Tensor]:
     return {"model.model.0.weight": torch.zeros(8, 3, 4, 4), "model.model.1.model.1.weight": torch.zeros(16, 8, 4, 4)}
 
 
-SNIFF_GAP = pytest.mark.xfail(
-    strict=True, reason="utils/checkpoint.sniff sends reference-layout files that are not a ResNet generator "
-    "(a PatchGAN, a U-Net) to the generic 'not a checkpoint this project reads' message, so infer_cyclegan_arch "
-    "never names them; integrator: route state_dicts whose keys all start with 'model.' to cyclegan_generator")
-
-
 @pytest.mark.parametrize(
     ("make", "settings", "needles"),
     [
-        pytest.param("D", [], ["this is a discriminator, not a generator", "4x4 conv"], marks=SNIFF_GAP),
+        ("D", [], ["this is a discriminator, not a generator", "4x4 conv"]),
         ("A", ["ngf=16"], ["does not fit the expected ResNet generator ngf=16", "in the file",
                            "looks like a ResNet generator ngf=8, n_blocks=1"]),
         ("A", ["n_blocks=3"], ["missing keys", "model.11.conv_block.1.weight", "n_blocks=1"]),
         ("other", [], ["not a checkpoint this project reads", "model.1.weight", "conv1.weight (4x3x3x3)"]),
-        pytest.param("unet", [], ["U-Net generator", "unet_256"], marks=SNIFF_GAP),
+        ("unet", [], ["U-Net generator", "unet_256"]),
         ("truncated", [], ["not a readable checkpoint (truncated or corrupt?)"]),
         ("text", [], ["not a PyTorch checkpoint", "zip archive", "b'not '"]),
         ("empty", [], ["empty (0 bytes)"]),

@@ -148,10 +148,10 @@ def test_folder_of_awkward_images(run, tmp_path, capsys):
     with Image.open(out / "palette.png") as img, Image.open(tmp_path / "in" / "palette.png") as src:
         assert np.array_equal(np.asarray(img)[..., 3] == 0, np.asarray(src) == 0)
 
-    # Second run: everything is there, nothing is overwritten, still a success.
+    # Second run: everything is there, nothing is overwritten: nothing done, exit 1 (the convention).
     before = (out / "odd.png").stat().st_mtime_ns
     code, stdout, _ = _run_cli(capsys, *args)
-    assert code == 0 and "translated 0, skipped 9 (already there), failed 2" in stdout
+    assert code == 1 and "translated 0, skipped 9 (already there), failed 2" in stdout  # nothing done
     assert (out / "odd.png").stat().st_mtime_ns == before
     code, stdout, _ = _run_cli(capsys, *args, "--overwrite", "--batch-size", "1")
     assert code == 0 and "translated 9, skipped 0 (already there), failed 2" in stdout

@@ -338,6 +338,10 @@ def sniff(obj: Any) -> tuple[str, str]:
         for kind, method, predicate in [("cyclegan-generator", "cyclegan", _is_cyclegan_generator), *_SNIFFERS]:
             if predicate(sd):
                 return kind, method
+        if all(k.startswith("model.") for k in sd):
+            # The reference's layout but not a ResNet generator (a PatchGAN, a U-Net): the CycleGAN
+            # reader says exactly what it is and what to give instead.
+            return "cyclegan-generator", "cyclegan"
     if isinstance(obj, dict) and isinstance(obj.get("nets"), dict):
         return "nets", "cyclegan"  # our "nets" dict saved on its own
     if isinstance(obj, dict) and any(is_state_dict(obj.get(k)) for k in ("G_A", "G_B")):
