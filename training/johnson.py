@@ -19,8 +19,10 @@ default). The style targets A (Gram matrices) are computed once, when the traine
   epochs, and the choice depends on nothing but (index, epoch): resume and DDP see the same.
 
 Validation (``data.val_images``): the weighted loss on held-out images (centre crops; image k
-with style k mod S), every epoch; ``val/loss`` can drive the plateau schedule. TensorBoard shows
-content | stylized (one column per style for a multi-style network) every ``log.images_every``.
+with style k mod S), every epoch; ``val/loss`` can drive the plateau schedule. Every logged term
+(``loss/content``, ``val/style`` ...) is weighted, so the terms add up to the total. TensorBoard
+shows content | stylized (one column per style for a multi-style network) every
+``log.images_every`` steps.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from data.image_io import BadImageError, load_rgb, pil_to_uint8, uint8_to_unit
 from data.samplers import EpochSampler
 from data.unaligned import DatasetError, Transform, load_validation_images, split_train_val
 from models.johnson import (
+    JohnsonLosses,
     TransformerNet,
     johnson_loss_weights,
     johnson_losses,
@@ -223,14 +226,20 @@ class JohnsonTrainer(Trainer):
         ok = self.update("transformer", losses.total)
         self.note_finite(ok)
         self._last_batch = batch["image"][:1]
-        return {"total": losses.total.detach(), "content": losses.content.detach(), "style": losses.style.detach(),
-                "tv": losses.tv.detach(), "nonfinite": (~ok).float()}
+        return {**self.weighted(losses), "nonfinite": (~ok).float()}
+
+    def weighted(self, losses: JohnsonLosses) -> dict[str, torch.Tensor]:
+        """The logged terms, weighted, so they sum to ``total`` and show the balance (an
+        unweighted Gram term is ~1e-9: 0.0000 on every progress line)."""
+        w = self.weights
+        return {"total": losses.total.detach(), "content": w.content * losses.content.detach(),
+                "style": w.style * losses.style.detach(), "tv": w.tv * losses.tv.detach()}
 
     # ------------------------------------------------------------------------------- validation
 
     @torch.no_grad()
     def validate(self) -> dict[str, float]:
-        """Held-out weighted loss and its content / style terms, averaged over images and ranks."""
+        """Held-out weighted loss and its weighted content / style terms, averaged over images and ranks."""
         if not self.cfg.data.val_images:
             return {}
         sums = torch.zeros(4, device=self.device, dtype=torch.float64)  # total, content, style, images
@@ -243,8 +252,8 @@ class JohnsonTrainer(Trainer):
                 w, grams = self._targets(idx if self.cfg.style.multi else None)
                 with self.autocast():
                     losses = johnson_losses(self.vgg, self.net(x, w).float(), x, grams, self.weights)
-                n = x.shape[0]
-                sums += torch.stack([losses.total * n, losses.content * n, losses.style * n,
+                n, terms = x.shape[0], self.weighted(losses)
+                sums += torch.stack([terms["total"] * n, terms["content"] * n, terms["style"] * n,
                                      torch.tensor(float(n), device=self.device)]).double()
         finally:
             self.net.train()
