@@ -132,6 +132,7 @@ class JohnsonTrainer(Trainer):
                 make_demo_content(root)
             dist.barrier()
         train, val = split_train_val(content_images(root), d.val_images, d.max_images, root)
+        self.style_images = load_style_images(cfg.style.images, cfg.style.size)  # a bad file fails early
         self.n_train = len(train)
         flip = Transform("crop", d.load_size, d.crop_size, d.flip, train=True)
         images = ImageFolderDataset(train, ShorterSideCrop(d.load_size, flip), seed=cfg.seed)
@@ -177,7 +178,7 @@ class JohnsonTrainer(Trainer):
     def _style_targets(self) -> list[dict[str, torch.Tensor]]:
         """Gram targets, once per run, in fp32: one dict per style of the network ({layer: (1, C, C)})."""
         s = self.cfg.style
-        images = [x.to(self.device) for x in load_style_images(s.images, s.size)]
+        images = [x.to(self.device) for x in self.style_images]
         layers = list(self.weights.style_layers)
         if s.multi:
             return [style_grams(self.vgg, [x], None, layers) for x in images]
