@@ -16,6 +16,7 @@ import torch
 from PIL import Image
 
 import train
+from data.unaligned import DatasetError
 from evaluation.render import write_report
 from evaluation.report_data import build_report_data
 from methods import load_method
@@ -349,7 +350,7 @@ def test_report_has_a_johnson_row_and_its_speed_against_gatys(tmp_path, tiny_fea
 # Config
 
 
-def test_config_mistakes_name_the_key(johnson_config):
+def test_config_mistakes_name_the_key(johnson_config, make_trainer):
     def error(*overrides: str) -> str:
         with pytest.raises(ConfigError) as e:
             johnson_config(*overrides)
@@ -365,6 +366,8 @@ def test_config_mistakes_name_the_key(johnson_config):
     assert error("optim.lr_policy=plateau", "data.val_images=0").startswith("optim.lr_policy: plateau steps on")
     assert error("data.demo=true", "data.root=my_photos").startswith("data.root: with data.demo=true it must be a "
                                                                      "folder of the demo dataset")
+    with pytest.raises(DatasetError, match=r"data.batch_size=7 x 1 process\(es\) is more than the 6 training"):
+        make_trainer(johnson_config("data.batch_size=7"))
     cfg = johnson_config()
     assert (cfg.optim.lr, cfg.optim.beta1, cfg.optim.n_epochs, cfg.optim.n_epochs_decay) == (1e-3, 0.9, 2, 0)
     defaults = load_training_config(None, ["method=johnson", "style.images=[a.png]"])

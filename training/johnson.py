@@ -134,6 +134,10 @@ class JohnsonTrainer(Trainer):
         train, val = split_train_val(content_images(root), d.val_images, d.max_images, root)
         self.style_images = load_style_images(cfg.style.images, cfg.style.size)  # a bad file fails early
         self.n_train = len(train)
+        if self.n_train < d.batch_size * self.world:
+            raise DatasetError(f"data.batch_size={d.batch_size} x {self.world} process(es) is more than the "
+                               f"{self.n_train} training images of {root}: no full batch to train on; lower "
+                               f"data.batch_size")
         flip = Transform("crop", d.load_size, d.crop_size, d.flip, train=True)
         images = ImageFolderDataset(train, ShorterSideCrop(d.load_size, flip), seed=cfg.seed)
         self.dataset: Dataset = StyledImages(images, cfg.n_styles) if cfg.style.multi else images
