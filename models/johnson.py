@@ -5,7 +5,8 @@ The network is c9s1-32, d64, d128, 5 x R128, u64, u32, c9s1-3 (the paper's suppl
 reflection-padded convolutions, instance norm (Ulyanov et al. 2016) and ReLU, residual blocks
 without a final ReLU. Module layout and parameter names are those of PyTorch's
 ``examples/fast_neural_style`` (``transformer_net.py``), so its pretrained candy / mosaic /
-rain_princess / udnie files load after :func:`strip_legacy_instance_norm`::
+rain_princess / udnie files load after :func:`utils.checkpoint.strip_legacy_instance_norm`
+(reading such files, and architecture inference, live in :mod:`utils.checkpoint`)::
 
     conv1.conv2d.{weight,bias}   in1.{weight,bias}   conv2 ... in3
     res1.conv1.conv2d.*  res1.in1.*  res1.conv2.conv2d.*  res1.in2.*   ... res5
@@ -37,7 +38,6 @@ normalised by C*H*W and the examples' ImageNet-normalised VGG input, the example
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -100,7 +100,8 @@ class UpsampleConvLayer(nn.Module):
     convolution with stride 2 (the paper's "fractionally strided" convolution, stride 1/2).
 
     Both keep the parameter name ``conv2d``; the weight is (out, in, k, k) for ``nearest`` and
-    (in, out, k, k) for ``transpose``, which is how :func:`infer_transformer_arch` tells them apart.
+    (in, out, k, k) for ``transpose``, which is how :func:`utils.checkpoint.infer_transformer_arch`
+    tells them apart.
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, mode: Upsample = "nearest") -> None:
@@ -311,79 +312,3 @@ def stack_style_grams(per_style: Sequence[Mapping[str, torch.Tensor]],
     for each style k and ``style_index`` (N,) -> {l: (N, C, C)}, image i getting its style's Grams."""
     return {name: torch.cat([g[name] for g in per_style])[style_index.to(per_style[0][name].device)]
             for name in per_style[0]}
-
-
-# ---------------------------------------------------------------------------------------------
-# File layout: pure functions over state_dicts. To be moved into the checkpoint module.
-
-_LEGACY_KEY = re.compile(r"(?:^|\.)in\d+\.(?:running_mean|running_var|num_batches_tracked)$")
-
-
-def strip_legacy_instance_norm(state_dict: Mapping[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], list[str]]:
-    """Drop the instance norms' running statistics: -> (clean copy, dropped keys in order).
-
-    The examples' pretrained files were saved before PyTorch 0.4, when InstanceNorm2d kept
-    ``running_mean`` / ``running_var`` that it never used at test time; today's
-    ``load_state_dict`` rejects them (pytorch/examples issue #367; the examples' ``stylize``
-    deletes keys matching ``in\\d+\\.running_(mean|var)$``, as this does, plus
-    ``num_batches_tracked``). The input is not modified.
-    """
-    dropped = [key for key in state_dict if _LEGACY_KEY.search(key)]
-    gone = set(dropped)
-    return {k: v for k, v in state_dict.items() if k not in gone}, dropped
-
-
-def _expected(what: str, found: str, keys: Sequence[str]) -> ValueError:
-    sample = ", ".join(list(keys)[:4])
-    hint = ""
-    if keys and all(k.startswith("module.") for k in keys):
-        hint = " (keys start with 'module.': strip that DataParallel prefix first)"
-    elif any(k.startswith("model.") for k in keys):
-        hint = " (keys like model.1.weight are a CycleGAN ResnetGenerator's)"
-    return ValueError(f"not a Johnson TransformerNet state_dict (pytorch/examples fast_neural_style layout): "
-                      f"expected {what}, found {found}; keys: {sample} ... ({len(keys)} keys){hint}")
-
-
-def infer_transformer_arch(state_dict: Mapping[str, torch.Tensor], *, output: Output) -> TransformerArch:
-    """Read channels, n_blocks, n_styles and the up-sampling kind off a state_dict's shapes.
-
-    ``output`` (tanh / clamp) leaves no trace in the weights: the caller says which (``clamp``
-    for the examples' files). Legacy running-statistics keys are ignored here (strip them with
-    :func:`strip_legacy_instance_norm` before loading).
-
-    Raises:
-        ValueError: not a TransformerNet layout; the message names the expected and found keys or shapes.
-    """
-    sd, _ = strip_legacy_instance_norm(state_dict)
-    keys = list(sd)
-    w = sd.get("conv1.conv2d.weight")
-    if w is None or w.dim() != 4 or tuple(w.shape[1:]) != (3, 9, 9):
-        found = "no such key" if w is None else f"shape {tuple(w.shape)}"
-        raise _expected("conv1.conv2d.weight of shape (C, 3, 9, 9)", found, keys)
-    c = int(w.shape[0])
-    blocks = sorted({int(m.group(1)) for k in keys if (m := re.match(r"res(\d+)\.", k))})
-    if blocks != list(range(1, len(blocks) + 1)):
-        raise _expected("residual blocks res1 .. resN without gaps", f"res{blocks}", keys)
-    norm = sd.get("in1.weight")
-    if norm is None or tuple(norm.shape[-1:]) != (c,) or norm.dim() not in (1, 2) or tuple(norm.shape) == (1, c):
-        raise _expected(f"in1.weight of shape ({c},) or (n_styles > 1, {c})",
-                        "no such key" if norm is None else f"shape {tuple(norm.shape)}", keys)
-    n_styles = 1 if norm.dim() == 1 else int(norm.shape[0])
-    up = sd.get("deconv1.conv2d.weight")
-    shape = None if up is None else tuple(up.shape)
-    if shape not in ((2 * c, 4 * c, 3, 3), (4 * c, 2 * c, 3, 3)):
-        raise _expected(f"deconv1.conv2d.weight of shape ({2 * c}, {4 * c}, 3, 3) (nearest) or "
-                        f"({4 * c}, {2 * c}, 3, 3) (transpose)", "no such key" if shape is None else f"shape {shape}",
-                        keys)
-    arch = TransformerArch(c, len(blocks), n_styles, "nearest" if shape == (2 * c, 4 * c, 3, 3) else "transpose",
-                           output)
-    with torch.device("meta"):  # shapes only, no memory
-        own = TransformerNet.from_arch(arch).state_dict()
-    missing, unexpected = [k for k in own if k not in sd], [k for k in sd if k not in own]
-    if missing or unexpected:
-        raise _expected(f"the keys of {arch}", f"missing {missing[:4]}, unexpected {unexpected[:4]}", keys)
-    bad = [k for k in own if tuple(own[k].shape) != tuple(sd[k].shape)]
-    if bad:
-        raise _expected(f"{bad[0]} of shape {tuple(own[bad[0]].shape)} for {arch}", f"{tuple(sd[bad[0]].shape)}",
-                        keys)
-    return arch

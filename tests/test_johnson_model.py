@@ -15,12 +15,10 @@ from models.johnson import (
     JohnsonLosses,
     TransformerArch,
     TransformerNet,
-    infer_transformer_arch,
     johnson_loss_weights,
     johnson_losses,
     one_hot_style_weights,
     stack_style_grams,
-    strip_legacy_instance_norm,
 )
 from models.networks import ResnetGenerator
 from models.style_losses import LossWeights, gram_matrix, style_grams
@@ -33,6 +31,7 @@ from models.vgg import (
     load_vgg,
     load_vgg19,
 )
+from utils.checkpoint import CheckpointError, infer_transformer_arch, strip_legacy_instance_norm
 
 TINY = dict(channels=8, n_blocks=1)
 MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
@@ -146,19 +145,19 @@ def test_infer_arch_round_trips(arch):
 
 def test_infer_arch_rejects_other_files_with_a_message():
     cyclegan = ResnetGenerator(ngf=8, n_blocks=1).state_dict()
-    with pytest.raises(ValueError) as e:
+    with pytest.raises(CheckpointError) as e:
         infer_transformer_arch(cyclegan, output="tanh")
     msg = str(e.value)
     assert "expected conv1.conv2d.weight of shape (C, 3, 9, 9), found no such key" in msg
     assert "model.1.weight" in msg and "CycleGAN" in msg
     sd = TransformerNet(**TINY).state_dict()
-    with pytest.raises(ValueError, match=r"deconv1.conv2d.weight of shape \(16, 32, 3, 3\)"):
+    with pytest.raises(CheckpointError, match=r"deconv1.conv2d.weight of shape \(16, 32, 3, 3\)"):
         infer_transformer_arch({**sd, "deconv1.conv2d.weight": torch.zeros(16, 16, 3, 3)}, output="tanh")
-    with pytest.raises(ValueError, match="missing .*res1.in2.bias"):
+    with pytest.raises(CheckpointError, match="missing .*res1.in2.bias"):
         infer_transformer_arch({k: v for k, v in sd.items() if k != "res1.in2.bias"}, output="tanh")
-    with pytest.raises(ValueError, match="without gaps"):
+    with pytest.raises(CheckpointError, match="without gaps"):
         infer_transformer_arch({k.replace("res1.", "res2."): v for k, v in sd.items()}, output="tanh")
-    with pytest.raises(ValueError, match="'module.'"):
+    with pytest.raises(CheckpointError, match="'module.'"):
         infer_transformer_arch({f"module.{k}": v for k, v in sd.items()}, output="tanh")
 
 

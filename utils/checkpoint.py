@@ -19,8 +19,9 @@ format is ever written in two places. Sections:
 3. **Weights for inference** (``test.py``, the report): a run folder, one of our checkpoints,
    a name of a downloaded pretrained model (``style_monet``, ``candy``), or a foreign file:
    the public CycleGAN reference's generator state_dicts (``latest_net_G_A.pth``,
-   ``style_monet.pth``: the architecture is read off the keys), and other methods' files
-   registered by their method modules through :func:`sniff`.
+   ``style_monet.pth``: the architecture is read off the keys), PyTorch's
+   ``examples/fast_neural_style`` networks (``candy.pth`` ...: Johnson et al. 2016, legacy
+   InstanceNorm keys dropped), and other methods' files registered through :func:`register_layout`.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from models.johnson import Output, TransformerArch, TransformerNet
 from models.networks import GeneratorArch, ResnetGenerator
 from utils.errors import UserError
 
@@ -562,3 +564,131 @@ def cyclegan_generator(file: WeightsFile, direction: str, ngf: int | None = None
     ignored = load_strict(net, sd, file.path, what, arch.describe(), hint)
     net.eval().requires_grad_(False)
     return LoadedGenerator(net, arch, name, ignored, note)
+
+
+# --- Johnson transformation networks: ours and PyTorch's examples/fast_neural_style -----------
+
+_LEGACY_NORM_KEY = re.compile(r"(?:^|\.)in\d+\.(?:running_mean|running_var|num_batches_tracked)$")
+
+
+def strip_legacy_instance_norm(state_dict: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """Drop a TransformerNet's instance-norm running statistics: -> (clean copy, dropped keys in order).
+
+    The examples' pretrained files were saved before PyTorch 0.4, when InstanceNorm2d kept
+    ``running_mean`` / ``running_var`` that it never used at test time; today's
+    ``load_state_dict`` rejects them (pytorch/examples issue #367; the examples' ``stylize``
+    deletes keys matching ``in\\d+\\.running_(mean|var)$``, as this does, plus
+    ``num_batches_tracked``). The input is not modified.
+    """
+    dropped = [key for key in state_dict if _LEGACY_NORM_KEY.search(key)]
+    gone = set(dropped)
+    return {k: v for k, v in state_dict.items() if k not in gone}, dropped
+
+
+def _is_johnson_transformer(sd: dict[str, torch.Tensor]) -> bool:
+    w = sd.get("conv1.conv2d.weight")
+    return isinstance(w, torch.Tensor) and w.ndim == 4 and tuple(w.shape[1:]) == (3, 9, 9)
+
+
+register_layout("johnson-transformer", "johnson", _is_johnson_transformer)
+
+
+def _not_transformer(source: str | Path, what: str, found: str, keys: list[str]) -> CheckpointError:
+    sample = ", ".join(keys[:4])
+    hint = ""
+    if keys and all(k.startswith("module.") for k in keys):
+        hint = " (keys start with 'module.': strip that DataParallel prefix first)"
+    elif any(k.startswith("model.") for k in keys):
+        hint = " (keys like model.1.weight are a CycleGAN ResnetGenerator's)"
+    return CheckpointError(f"{source}: not a Johnson TransformerNet state_dict (pytorch/examples fast_neural_style "
+                           f"layout): expected {what}, found {found}; keys: {sample} ... ({len(keys)} keys){hint}")
+
+
+def infer_transformer_arch(state_dict: dict[str, torch.Tensor], *, output: Output,
+                           source: str | Path = "state_dict") -> TransformerArch:
+    """Read channels, n_blocks, n_styles and the up-sampling kind off a TransformerNet state_dict.
+
+    ``output`` (tanh / clamp) leaves no trace in the weights: the caller says which (``clamp``
+    for the examples' files). Legacy running-statistics keys are ignored here (strip them with
+    :func:`strip_legacy_instance_norm` before loading). A nearest (resize-conv) up-sampling
+    weight is (out, in, 3, 3), a transposed one (in, out, 3, 3): that is how the two differ.
+
+    Raises:
+        CheckpointError: not a TransformerNet layout; names the expected and found keys or shapes.
+    """
+    sd, _ = strip_legacy_instance_norm(state_dict)
+    keys = list(sd)
+    w = sd.get("conv1.conv2d.weight")
+    if w is None or w.dim() != 4 or tuple(w.shape[1:]) != (3, 9, 9):
+        raise _not_transformer(source, "conv1.conv2d.weight of shape (C, 3, 9, 9)",
+                               "no such key" if w is None else f"shape {tuple(w.shape)}", keys)
+    c = int(w.shape[0])
+    blocks = sorted({int(m.group(1)) for k in keys if (m := re.match(r"res(\d+)\.", k))})
+    if blocks != list(range(1, len(blocks) + 1)):
+        raise _not_transformer(source, "residual blocks res1 .. resN without gaps", f"res{blocks}", keys)
+    norm = sd.get("in1.weight")
+    if norm is None or tuple(norm.shape[-1:]) != (c,) or norm.dim() not in (1, 2) or tuple(norm.shape) == (1, c):
+        raise _not_transformer(source, f"in1.weight of shape ({c},) or (n_styles > 1, {c})",
+                               "no such key" if norm is None else f"shape {tuple(norm.shape)}", keys)
+    n_styles = 1 if norm.dim() == 1 else int(norm.shape[0])
+    up = sd.get("deconv1.conv2d.weight")
+    shape = None if up is None else tuple(up.shape)
+    if shape not in ((2 * c, 4 * c, 3, 3), (4 * c, 2 * c, 3, 3)):
+        raise _not_transformer(source, f"deconv1.conv2d.weight of shape ({2 * c}, {4 * c}, 3, 3) (nearest) or "
+                               f"({4 * c}, {2 * c}, 3, 3) (transpose)",
+                               "no such key" if shape is None else f"shape {shape}", keys)
+    arch = TransformerArch(c, len(blocks), n_styles, "nearest" if shape == (2 * c, 4 * c, 3, 3) else "transpose",
+                           output)
+    with torch.device("meta"):  # shapes only, no memory
+        own = TransformerNet.from_arch(arch).state_dict()
+    missing, unexpected = [k for k in own if k not in sd], [k for k in sd if k not in own]
+    if missing or unexpected:
+        raise _not_transformer(source, f"the keys of {arch}", f"missing {missing[:4]}, unexpected {unexpected[:4]}",
+                               keys)
+    bad = [k for k in own if tuple(own[k].shape) != tuple(sd[k].shape)]
+    if bad:
+        raise _not_transformer(source, f"{bad[0]} of shape {tuple(own[bad[0]].shape)} for {arch}",
+                               f"{tuple(sd[bad[0]].shape)}", keys)
+    return arch
+
+
+def describe_transformer(arch: TransformerArch) -> str:
+    """One line, e.g. ``TransformerNet c32, 5 blocks, nearest up-sampling, tanh output, 3 styles``."""
+    styles = f", {arch.n_styles} styles" if arch.n_styles > 1 else ""
+    return (f"TransformerNet c{arch.channels}, {arch.n_blocks} blocks, {arch.upsample} up-sampling, "
+            f"{arch.output} output{styles}")
+
+
+def johnson_transformer(file: WeightsFile, output: Output | None = None
+                        ) -> tuple[TransformerNet, TransformerArch, list[str]]:
+    """The transformation network of one of our Johnson runs / checkpoints (``nets["transformer"]``,
+    output convention from its config) or of a fast_neural_style file (output ``clamp``, legacy
+    InstanceNorm running statistics dropped) -> (net in eval mode without gradients on the CPU,
+    its architecture, the ignored legacy keys). ``output`` overrides the convention."""
+    obj = file.obj
+    if file.kind == "training":
+        if file.method != "johnson":
+            raise CheckpointError(f"{file.path} is a {file.method} checkpoint, not a Johnson network; use "
+                                  f"--method auto (or {file.method})")
+        nets = obj.get("nets")
+        sd = nets.get("transformer") if isinstance(nets, dict) else None
+        if not is_state_dict(sd):
+            raise CheckpointError(f"{file.path}: checkpoint has no nets['transformer'] (found nets: "
+                                  f"{sorted(nets) if isinstance(nets, dict) else type(nets).__name__})")
+        model = (obj.get("config") or {}).get("model") or {}
+        out = output or model.get("output", "tanh")
+        what = "nets['transformer']"
+    elif file.kind == "johnson-transformer":
+        sd = obj["state_dict"] if isinstance(obj, dict) and is_state_dict(obj.get("state_dict")) else obj
+        out, what = output or "clamp", "the TransformerNet state_dict"
+    else:
+        found = f"a {file.method} file ({file.kind})" if file.method else f"a {file.kind} file"
+        raise CheckpointError(f"{file.path}: expected a Johnson network (one of our johnson runs, or a "
+                              f"fast_neural_style .pth such as candy.pth), found {found}")
+    sd = strip_prefixes(sd)
+    arch = infer_transformer_arch(sd, output=out, source=file.path)
+    clean, ignored = strip_legacy_instance_norm(sd)
+    net = TransformerNet.from_arch(arch)
+    load_strict(net, clean, file.path, what, describe_transformer(arch))
+    net.eval().requires_grad_(False)
+    return net, arch, ignored

@@ -1,0 +1,300 @@
+"""Johnson et al. 2016 fast style transfer training: one feed-forward network per style (or
+several styles in one, by conditional instance norm).
+
+Per iteration: a batch of content crops x (uint8 -> [0, 255]), y = T(x), and one Adam step on
+
+    L = content_weight * L_content(VGG(y), VGG(x)) + style_weight * L_style(G(VGG(y)), A) + tv_weight * L_tv(y)
+
+through a frozen VGG (:func:`models.johnson.johnson_losses`; VGG-16 and the paper's layers by
+default). The style targets A (Gram matrices) are computed once, when the trainer is built:
+
+* one style image: its Grams;
+* several images, ``style.multi: false``: ONE target, their Grams blended with ``style.weights``
+  (the lecture's multi-style loss: sum_i b_i ||G_i - G(y)||^2 has the same minimiser as
+  ||sum_i b_i G_i - G(y)||^2 for weights summing to 1);
+* ``style.multi: true``: one target per image and a network with one instance-norm scale and
+  shift per style (Dumoulin et al. 2017). Each training image's style **cycles**: image ``i`` of
+  the content set takes style ``(i + epoch) mod S`` in that epoch, so every epoch trains each
+  style on 1/S of the images (shuffled into mixed batches), every image meets every style over S
+  epochs, and the choice depends on nothing but (index, epoch): resume and DDP see the same.
+
+Validation (``data.val_images``): the weighted loss on held-out images (centre crops; image k
+with style k mod S), every epoch; ``val/loss`` can drive the plateau schedule. Every logged term
+(``loss/content``, ``val/style`` ...) is weighted, so the terms add up to the total. TensorBoard
+shows content | stylized (one column per style for a multi-style network) every
+``log.images_every`` steps.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel as DDP
+from torch.utils.data import Dataset
+
+from data.folder import ImageFolderDataset, content_images
+from data.image_io import BadImageError, load_rgb, pil_to_uint8, uint8_to_unit
+from data.samplers import EpochSampler
+from data.unaligned import DatasetError, Transform, load_validation_images, split_train_val
+from models.johnson import (
+    JohnsonLosses,
+    TransformerNet,
+    johnson_loss_weights,
+    johnson_losses,
+    one_hot_style_weights,
+    stack_style_grams,
+)
+from models.style_losses import resize_longer, style_grams
+from models.vgg import VGGWeightsUnavailable, load_vgg
+from options.johnson import DEMO_FOLDERS, JohnsonConfig
+from training import distributed as dist
+from training.trainer import Trainer, TrainingError
+
+
+@dataclass(frozen=True)
+class ShorterSideCrop:
+    """Resize so the shorter side is ``load_size`` (aspect kept), then :class:`Transform`'s
+    ``crop`` mode: a random (train) or central crop of ``crop_size``, and the flip.
+    COCO-like content sets have every aspect ratio; a square resize would distort them."""
+
+    load_size: int
+    crop: Transform
+
+    def __call__(self, img: Image.Image, rng: Any) -> Image.Image:
+        w, h = img.size
+        s = self.load_size / min(w, h)
+        if s != 1.0:
+            c = self.crop.crop_size
+            img = img.resize((max(c, round(w * s)), max(c, round(h * s))), Image.Resampling.BICUBIC)
+        return self.crop(img, rng)
+
+
+class StyledImages(Dataset):
+    """Adds ``"style"``: image ``index`` takes style ``(index + epoch) mod n_styles`` (module docstring)."""
+
+    def __init__(self, inner: ImageFolderDataset, n_styles: int) -> None:
+        self.inner, self.n_styles = inner, n_styles
+
+    def __len__(self) -> int:
+        return len(self.inner)
+
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:
+        epoch, index = key if isinstance(key, tuple) else (0, key)
+        return {**self.inner[key], "style": (index + epoch) % self.n_styles}
+
+
+def load_style_images(paths: list[str], size: int) -> list[torch.Tensor]:
+    """Style images as float (1, 3, H, W) in [0, 1], longer side ``size`` (0: as they are).
+    A missing or unreadable one is an error naming its ``style.images`` entry."""
+    out = []
+    for i, p in enumerate(paths):
+        if not Path(p).is_file():
+            raise DatasetError(f"style.images.{i}: {p} does not exist")
+        try:
+            x = uint8_to_unit(pil_to_uint8(load_rgb(p))).unsqueeze(0)
+        except BadImageError as e:
+            raise DatasetError(f"style.images.{i}: {p} cannot be read ({e.reason})") from e
+        out.append(resize_longer(x, size) if size else x)
+    return out
+
+
+def make_demo_content(root: Path) -> None:
+    """Generate the demo dataset around ``root`` (its parent), refusing a folder of someone's images."""
+    from data.demo import make_demo_dataset
+
+    base = root.parent
+    if not (base / "demo.json").is_file() and any(
+            (base / sub).is_dir() and any((base / sub).iterdir()) for sub in DEMO_FOLDERS):
+        raise DatasetError(f"data.demo=true would write the demo dataset into {base}, which holds images and no "
+                           f"demo.json; set data.demo=false to train on them, or point data.root elsewhere")
+    make_demo_dataset(base)
+
+
+class JohnsonTrainer(Trainer):
+    method = "johnson"
+    cfg: JohnsonConfig
+    progress_keys = ("total", "content", "style")
+    image_range = (0.0, 255.0)
+
+    # ------------------------------------------------------------------------------- building
+
+    def build_data(self) -> None:
+        cfg, d = self.cfg, self.cfg.data
+        root = Path(d.root)
+        if d.demo:
+            if self.is_main:
+                make_demo_content(root)
+            dist.barrier()
+        train, val = split_train_val(content_images(root), d.val_images, d.max_images, root)
+        self.style_images = load_style_images(cfg.style.images, cfg.style.size)  # a bad file fails early
+        self.n_train = len(train)
+        if self.n_train < d.batch_size * self.world:
+            raise DatasetError(f"data.batch_size={d.batch_size} x {self.world} process(es) is more than the "
+                               f"{self.n_train} training images of {root}: no full batch to train on; lower "
+                               f"data.batch_size")
+        flip = Transform("crop", d.load_size, d.crop_size, d.flip, train=True)
+        images = ImageFolderDataset(train, ShorterSideCrop(d.load_size, flip), seed=cfg.seed)
+        self.dataset: Dataset = StyledImages(images, cfg.n_styles) if cfg.style.multi else images
+        self.sampler = EpochSampler(self.dataset, self.world, self.rank, shuffle=True, seed=cfg.seed)
+        self.loader = self.make_loader(self.dataset, self.sampler)
+        centre = ShorterSideCrop(d.load_size, Transform("crop", d.load_size, d.crop_size, False, train=False))
+        # Few images: decoded once, kept as uint8, sharded across ranks; image k keeps style k mod S.
+        self.val_index = list(range(len(val)))[self.rank :: self.world]
+        self.val, self._val_skipped = load_validation_images(val[self.rank :: self.world], centre)
+        if d.val_images and not self.val and self.world == 1:
+            raise DatasetError(f"none of the {d.val_images} held-out validation images of {root} can be read "
+                               f"({self._val_skipped[0]}); replace them or set data.val_images=0")
+
+    def build_networks(self) -> None:
+        cfg, m, lo, t = self.cfg, self.cfg.model, self.cfg.loss, self.cfg.train
+        self.net = TransformerNet(m.channels, m.n_blocks, cfg.n_styles, m.upsample, m.output).to(self.device)
+        self.weights = johnson_loss_weights(lo.content_weight, lo.style_weight, lo.tv_weight, lo.content_layers,
+                                            lo.style_layers)
+        v = cfg.vgg
+        try:
+            vgg, self.vgg_info = load_vgg(v.arch, self.weights.layers, v.pooling, v.weights, v.preprocess,
+                                          allow_download=v.download, random_if_unavailable=v.random_if_unavailable,
+                                          seed=cfg.seed)
+        except VGGWeightsUnavailable as e:
+            raise TrainingError(f"vgg.weights: {e}") from e
+        self.vgg = vgg.to(self.device)
+        if not self.vgg_info.pretrained and self.is_main:
+            print(f"WARNING: the loss network is a {self.vgg_info.label}: the loop and the numbers are real, the "
+                  f"pictures are not art (put {v.arch} ImageNet weights in the torch cache for real results)",
+                  file=sys.stderr, flush=True)
+        if t.channels_last:
+            self.net.to(memory_format=torch.channels_last)
+            self.vgg.to(memory_format=torch.channels_last)
+        self.style_targets = self._style_targets()
+        (self.forward_net,) = self.compile(self.net)
+        if dist.is_distributed():
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.forward_net = DDP(self.forward_net, device_ids=ids, broadcast_buffers=False)
+        self._last_batch: torch.Tensor | None = None
+        self.note_skipped(self._val_skipped)
+
+    def _style_targets(self) -> list[dict[str, torch.Tensor]]:
+        """Gram targets, once per run, in fp32: one dict per style of the network ({layer: (1, C, C)})."""
+        s = self.cfg.style
+        images = [x.to(self.device) for x in self.style_images]
+        layers = list(self.weights.style_layers)
+        if s.multi:
+            return [style_grams(self.vgg, [x], None, layers) for x in images]
+        return [style_grams(self.vgg, images, s.weights or None, layers)]
+
+    def networks(self) -> dict[str, nn.Module]:
+        return {"transformer": self.net}
+
+    def optimizer_groups(self) -> dict[str, tuple[list[nn.Parameter], float]]:
+        return {"transformer": (list(self.net.parameters()), self.cfg.optim.lr)}
+
+    def describe(self) -> str:
+        s, d = self.cfg.style, self.cfg.data
+        if s.multi:
+            styles = f"{len(s.images)} styles (conditional instance norm)"
+        elif len(s.images) > 1:
+            styles = f"{len(s.images)} style images blended into one target"
+        else:
+            styles = f"style {Path(s.images[0]).name}"
+        val = f"val {d.val_images} held out" if d.val_images else "no held-out images"
+        n_params = sum(p.numel() for p in self.net.parameters())
+        return (f"content images {self.n_train} | {val} | {styles} | loss network {self.vgg_info.label} | "
+                f"transformer {n_params / 1e6:.2f} M params")
+
+    # ------------------------------------------------------------------------------- steps
+
+    def to_device(self, x: torch.Tensor) -> torch.Tensor:
+        """uint8 (N, 3, H, W) -> float [0, 255] on the device (the network's input range)."""
+        x = x.to(self.device, non_blocking=True).float()
+        return x.contiguous(memory_format=torch.channels_last) if self.cfg.train.channels_last else x
+
+    def _targets(self, styles: torch.Tensor | None) -> tuple[torch.Tensor | None, dict[str, torch.Tensor]]:
+        """(style weights for the network, Gram targets) of a batch; ``styles`` (N,) indices or None."""
+        if styles is None:
+            return None, self.style_targets[0]
+        styles = styles.to(self.device)
+        return one_hot_style_weights(styles, self.cfg.n_styles).to(self.device), \
+            stack_style_grams(self.style_targets, styles)
+
+    def train_step(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        x = self.to_device(batch["image"])
+        w, grams = self._targets(batch.get("style"))
+        with self.autocast():
+            y = self.forward_net(x, w)
+            losses = johnson_losses(self.vgg, y, x, grams, self.weights)
+        ok = self.update("transformer", losses.total)
+        self.note_finite(ok)
+        self._last_batch = batch["image"][:1]
+        return {**self.weighted(losses), "nonfinite": (~ok).float()}
+
+    def weighted(self, losses: JohnsonLosses) -> dict[str, torch.Tensor]:
+        """The logged terms, weighted, so they sum to ``total`` and show the balance (an
+        unweighted Gram term is ~1e-9: 0.0000 on every progress line)."""
+        w = self.weights
+        return {"total": losses.total.detach(), "content": w.content * losses.content.detach(),
+                "style": w.style * losses.style.detach(), "tv": w.tv * losses.tv.detach()}
+
+    # ------------------------------------------------------------------------------- validation
+
+    @torch.no_grad()
+    def validate(self) -> dict[str, float]:
+        """Held-out weighted loss and its weighted content / style terms, averaged over images and ranks."""
+        if not self.cfg.data.val_images:
+            return {}
+        sums = torch.zeros(4, device=self.device, dtype=torch.float64)  # total, content, style, images
+        bs = self.cfg.data.batch_size
+        self.net.eval()
+        try:
+            for i in range(0, len(self.val), bs):
+                x = self.to_device(torch.stack(self.val[i : i + bs]))
+                idx = torch.tensor(self.val_index[i : i + bs]) % self.cfg.n_styles
+                w, grams = self._targets(idx if self.cfg.style.multi else None)
+                with self.autocast():
+                    losses = johnson_losses(self.vgg, self.net(x, w).float(), x, grams, self.weights)
+                n, terms = x.shape[0], self.weighted(losses)
+                sums += torch.stack([terms["total"] * n, terms["content"] * n, terms["style"] * n,
+                                     torch.tensor(float(n), device=self.device)]).double()
+        finally:
+            self.net.train()
+        total, content, style, n = dist.all_reduce_sum(sums).tolist()
+        if n == 0:
+            raise TrainingError("no validation image could be read on any process; set data.val_images=0")
+        return {"loss": total / n, "content": content / n, "style": style / n}
+
+    def plateau_value(self) -> float | None:
+        return self.metrics.get("loss")
+
+    @torch.no_grad()
+    def image_rows(self) -> dict[str, list[torch.Tensor]] | None:
+        """content | stylized (a multi-style network: one column per style, at most 8), on the first
+        held-out image (the same picture every time), else on the last training batch's first image."""
+        source = self.val[0].unsqueeze(0) if self.val else self._last_batch
+        if source is None:
+            return None
+        x = self.to_device(source)
+        n = self.cfg.n_styles
+        weights = [one_hot_style_weights(k, n).to(self.device) for k in range(min(n, 8))] if n > 1 else [None]
+        self.net.eval()
+        try:
+            with self.autocast():
+                outs = [self.net(x, w).float() for w in weights]
+        finally:
+            self.net.train()
+        return {"stylized": [x, *outs]}
+
+    # ------------------------------------------------------------------------------- state
+
+    def extra_state(self) -> dict[str, Any]:
+        return {"vgg": self.vgg_info.label}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        before = state.get("vgg")
+        if before is not None and before != self.vgg_info.label:
+            raise ValueError(f"the run was trained with the loss network {before}, this process has "
+                             f"{self.vgg_info.label}; resume where that network is available, or start a new run")
