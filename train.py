@@ -66,12 +66,14 @@ def dry_run_notes(cfg) -> list[str]:
     """Comment lines for --dry-run: what data the run holds out and how long it is."""
     notes = [f"# method {cfg.method}: run folder {cfg.run_dir}, {cfg.total_epochs} epochs"]
     data = getattr(cfg, "data", None)
+    two_domains = hasattr(data, "subset_A")  # CycleGAN: trainA/ and trainB/; the others: one folder
+    where = "trainA/ and of trainB/" if two_domains else str(getattr(data, "root", ""))
     if data is not None and hasattr(data, "val_images"):
         if data.val_images:
-            notes.append(f"# validation: the last {data.val_images} images of trainA/ and of trainB/ are held out of "
-                         f"training (data.val_images)")
+            notes.append(f"# validation: the last {data.val_images} images of {where} are held out of training "
+                         f"(data.val_images)")
         else:
-            notes.append("# trains on every image of trainA/ and trainB/ (data.val_images=0)")
+            notes.append(f"# trains on every image of {where.replace('of ', '')} (data.val_images=0)")
     ev = getattr(cfg, "eval", None)
     if ev is not None and getattr(ev, "every_epochs", 0):
         notes.append(f"# FID/KID on testA/testB every {ev.every_epochs} epoch(s) (eval.every_epochs)")

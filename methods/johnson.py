@@ -82,7 +82,9 @@ class JohnsonMethod(Method):
 
     def default_name(self) -> str:
         if self.file.kind == "training":
-            return "Johnson" + (f" (step {self.file.step})" if self.file.step is not None else "")
+            vgg = str(self.file.extra.get("vgg", ""))
+            trained = f" [trained with a {vgg}]" if vgg.startswith("random") else ""  # never silently
+            return "Johnson" + (f" (step {self.file.step})" if self.file.step is not None else "") + trained
         return f"Johnson ({self.file.path.stem})"
 
     def settings(self) -> dict[str, Any]:

@@ -163,6 +163,8 @@ def _leaf_keys(cls: type, prefix: str = "") -> list[tuple[str, typing.Any]]:
     return out
 
 
+# The least a schema's defaults need to be valid (a Johnson network needs a style image).
+BASE = {"johnson": ["style.images=[style.png]"]}
 LEAVES = [(m, k, tp) for m in available_schemas() for k, tp in _leaf_keys(schema(m).cls) if k != "method"]
 
 
@@ -170,7 +172,7 @@ LEAVES = [(m, k, tp) for m in available_schemas() for k, tp in _leaf_keys(schema
 def test_every_key_has_a_checked_type(method: str, key: str, tp: typing.Any) -> None:
     bad = "{a: 1}" if typing.get_origin(tp) is list else "[1, 2]"
     with pytest.raises(ConfigError) as e:
-        load_training_config(None, [f"method={method}", f"{key}={bad}"])
+        load_training_config(None, [f"method={method}", *BASE.get(method, []), f"{key}={bad}"])
     assert str(e.value).startswith(f"{key}"), str(e.value)
 
 
@@ -181,7 +183,7 @@ NUMERIC = [(m, k) for m, k, tp in LEAVES if tp in (int, float)]
 def test_every_numeric_key_has_a_checked_range(method: str, key: str) -> None:
     """No number in a config means anything when negative: each is rejected, naming its key."""
     with pytest.raises(ConfigError) as e:
-        load_training_config(None, [f"method={method}", f"{key}=-1"])
+        load_training_config(None, [f"method={method}", *BASE.get(method, []), f"{key}=-1"])
     assert str(e.value).startswith(f"{key}:"), str(e.value)
 
 

@@ -219,6 +219,10 @@ def test_checkpoint_holds_the_config_and_stylizes_in_test_py(johnson_config, mak
     ckpt = read_training_checkpoint(cfg.run_dir)
     assert ckpt.method == "johnson" and ckpt.config == to_dict(cfg) and list(ckpt.nets) == ["transformer"]
     assert ckpt.extra == {"vgg": "random-weight VGG (explicitly requested)"}
+    from options.methods import MethodOptions
+
+    method = load_method(MethodOptions(checkpoint=str(cfg.run_dir)), "cpu")  # the report's row title:
+    assert method.name == "Johnson (step 3) [trained with a random-weight VGG (explicitly requested)]"
     code, out, _ = _test_cli(capsys, "--checkpoint", str(cfg.run_dir), "--input", str(tiny_dataset / "testB"),
                              "--output", str(tmp_path / "out"))
     assert code == 0 and "loaded Johnson network" in out and "step 3" in out and "translated 2" in out

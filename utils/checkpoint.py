@@ -303,6 +303,7 @@ class WeightsFile:
     source: str  # "run" (newest checkpoint of a run folder), "checkpoint", "state_dict", "pretrained"
     step: int | None = None
     config: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)  # a training checkpoint's method state
 
 
 # Foreign layouts: (kind, method, predicate over a state_dict). Method modules add theirs.
@@ -373,8 +374,8 @@ def open_weights(checkpoint: str | Path, direction: str = "AtoB") -> WeightsFile
         if list_checkpoints(path):
             ckpt = read_training_checkpoint(path)
             return WeightsFile(ckpt.path, {"format": FORMAT, "method": ckpt.method, "config": ckpt.config,
-                                           "nets": ckpt.nets, "counters": ckpt.counters}, "training", ckpt.method,
-                               "run", ckpt.step, ckpt.config)
+                                           "nets": ckpt.nets, "counters": ckpt.counters, "extra": ckpt.extra},
+                               "training", ckpt.method, "run", ckpt.step, ckpt.config, ckpt.extra)
         ref = next((path / n for n in _REF_FILES.get(direction, ()) if (path / n).is_file()), None)
         if ref is None:
             raise CheckpointError(f"{path} is a folder with neither checkpoints/step_*.pt (a run folder) nor "
@@ -389,7 +390,7 @@ def open_weights(checkpoint: str | Path, direction: str = "AtoB") -> WeightsFile
         step = counters.get("step") if isinstance(counters.get("step"), int) else None
         if step is None and (m := re.search(r"step_(\d+)\.pt$", path.name)):
             step = int(m.group(1))
-        return WeightsFile(path, obj, kind, method, source, step, obj.get("config") or {})
+        return WeightsFile(path, obj, kind, method, source, step, obj.get("config") or {}, obj.get("extra") or {})
     if kind == "unknown":
         shown = _found_keys(obj) if isinstance(obj, dict) else type(obj).__name__
         raise CheckpointError(f"{path}: not a checkpoint this project reads: expected one of our checkpoints "
