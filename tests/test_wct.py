@@ -267,6 +267,12 @@ def test_adain_through_test_py(trained, images, tmp_path) -> None:
                   feature_stats(wct_model.encode(method.encoder, s, "relu4_1")))
         y = method.decoders["relu4_1"](f)[..., top:top + h, left:left + w].clamp(0, 1)
     assert (uint8_to_unit(_read(tmp_path / "out" / "a.png")) - y[0]).abs().max() <= 1 / 255 + 1e-6
+    # bf16 autocast: the same image to within bf16 rounding
+    fast = load_method(MethodOptions(method="adain", checkpoint=str(run), style=[str(images["style_a"])],
+                                     amp="bf16"), "cpu")
+    got = fast(_read(images["content"] / "a.png").unsqueeze(0))
+    assert got.dtype == torch.uint8 and got.shape == (1, 3, 23, 37)
+    assert (uint8_to_unit(got[0]) - y[0]).abs().mean() < 0.01
 
 
 def test_errors_exit_2_with_a_message(tiny_dataset, trained, images, tmp_path, make_trainer, capsys) -> None:
