@@ -21,6 +21,7 @@ demo: setup train-demo translate-demo report-demo
 train-demo: setup
 	$(PY) train.py --config experiments/quickstart.yaml
 	$(PY) train.py --config experiments/johnson_demo.yaml
+	$(PY) train.py --config experiments/wct_demo.yaml
 
 translate-demo: setup
 	$(PY) test.py --checkpoint runs/quickstart --input datasets/demo/testB --output results/quickstart/BtoA \
@@ -42,4 +43,4 @@ lint: setup
 	$(PY) -m ruff check .
 
 clean-demo:
-	rm -rf runs/quickstart runs/johnson_demo results/quickstart report datasets/demo
+	rm -rf runs/quickstart runs/johnson_demo runs/wct_demo results/quickstart report datasets/demo

@@ -693,3 +693,46 @@ def johnson_transformer(file: WeightsFile, output: Output | None = None
     load_strict(net, clean, file.path, what, describe_transformer(arch))
     net.eval().requires_grad_(False)
     return net, arch, ignored
+
+
+# --- WCT / AdaIN decoders (universal style transfer runs) -------------------------------------
+
+
+@dataclass
+class LoadedDecoders:
+    decoders: nn.ModuleDict  # level -> models.wct.Decoder; eval mode, no gradients, on the CPU
+    levels: list[str]  # the levels it has decoders for, fine to coarse
+    width: float  # the decoders' channel multiplier (model.width)
+    config: dict[str, Any]  # the run's resolved config: the encoder it inverts is under "vgg"
+
+
+def wct_decoders(file: WeightsFile) -> LoadedDecoders:
+    """The decoders of one of our ``wct`` training runs (``nets["decoders"]``, keys like
+    ``relu4_1.body.conv4_1.weight``), built at the run's ``model.width`` and loaded strictly."""
+    from models.wct import LEVELS, build_decoders
+
+    if file.kind != "training" or file.method != "wct":
+        found = f"a {file.method} training checkpoint" if file.kind == "training" else f"a {file.kind} file"
+        raise CheckpointError(f"{file.path}: WCT and AdaIN need a decoder run (method: wct), found {found}; train "
+                              f"decoders with `python train.py --config experiments/wct_demo.yaml`")
+    nets = file.obj.get("nets")
+    sd = nets.get("decoders") if isinstance(nets, dict) else None
+    if not is_state_dict(sd):
+        raise CheckpointError(f"{file.path}: checkpoint has no decoders nets['decoders'] (found nets: "
+                              f"{sorted(nets) if isinstance(nets, dict) else type(nets).__name__})")
+    sd = strip_prefixes(sd)
+    prefixes = {key.split(".", 1)[0] for key in sd}
+    unknown = sorted(prefixes - set(LEVELS))
+    if unknown:
+        raise CheckpointError(f"{file.path}: nets['decoders'] has entries for {', '.join(unknown)}, which are not "
+                              f"levels ({', '.join(LEVELS)})")
+    levels = sorted(prefixes, key=LEVELS.index)
+    config = file.config or {}
+    width = float((config.get("model") or {}).get("width", 1.0))
+    try:
+        net = build_decoders(levels, width)
+    except ValueError as e:
+        raise CheckpointError(f"{file.path}: cannot build the decoders ({e})") from e
+    load_strict(net, sd, file.path, "nets['decoders']", f"decoders for {', '.join(levels)} at width {width:g}")
+    net.eval().requires_grad_(False)
+    return LoadedDecoders(net, levels, width, config)

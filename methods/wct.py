@@ -1,0 +1,183 @@
+"""Universal style transfer as methods: WCT (Li et al. 2017) and AdaIN (Huang & Belongie 2017)
+with the decoders of one ``wct`` training run and any style image.
+
+* The encoder is rebuilt from the run's stored config (:func:`options.wct.encoder_weights`): the
+  VGG-19 weights its decoders were trained to invert, a random-weight VGG only if the run used
+  one, and then the method's name says so.
+* Style images are read, scaled down to ``style_max_size`` if larger, and encoded once when the
+  method is built (:class:`models.wct.StyleFeatures`); several are blended with ``--style-weights``.
+* WCT: multi-level, coarse to fine, over ``levels`` (default: every level the run has), with
+  ``transform`` wct or whiten. AdaIN: the relu4_1 decoder alone; a run without one is refused.
+* ``--alpha`` blends stylised and content features at every level; ``--preserve-color`` keeps
+  the content's chroma (:mod:`models.color`). Any image size (reflection-padded inside).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from data.image_io import uint8_to_unit, unit_to_uint8
+from methods.base import Method, MethodError
+from methods.gatys import load_style_images
+from models.color import preserve_color
+from models.style_losses import resize_longer
+from models.vgg import VGG19Features, VGGInfo
+from models.wct import ADAIN_LEVEL, StyleFeatures, coarse_to_fine, stylize
+from options.config import ConfigError, build, load
+from options.methods import MethodOptions
+from options.wct import (
+    AdaINSettings,
+    DecoderConfig,
+    WCTSettings,
+    validate_adain_settings,
+    validate_wct_settings,
+)
+from utils.checkpoint import LoadedDecoders, WeightsFile, wct_decoders
+from utils.device import autocast_context
+from utils.errors import UserError
+
+
+def run_config(file: WeightsFile) -> DecoderConfig:
+    """The decoder run's stored config, as the schema reads it."""
+    try:
+        return build(DecoderConfig, file.config)
+    except ConfigError as e:
+        raise MethodError(f"{file.path}: the run's stored config does not read as a wct config ({e})") from e
+
+
+def run_encoder(cfg: DecoderConfig, levels: list[str], device: torch.device) -> tuple[VGG19Features, VGGInfo]:
+    """The VGG-19 the run's decoders invert, built up to the deepest of ``levels``, on ``device``."""
+    from training.decoders import load_encoder
+
+    try:
+        net, info = load_encoder(cfg, levels)
+    except UserError as e:
+        raise MethodError(f"the decoders' encoder cannot be rebuilt: {e}") from e
+    return net.to(device), info
+
+
+class UniversalStyleMethod(Method):
+    """What WCT and AdaIN share: a run's decoders and encoder, precomputed style features."""
+
+    takes_style = True
+    title = ""
+
+    def __init__(self, opts: MethodOptions, file: WeightsFile, loaded: LoadedDecoders, levels: list[str],
+                 transform: str, eps: float, rank_tol: float, style_max_size: int, device: torch.device) -> None:
+        super().__init__(device, opts.amp, opts.label)
+        autocast_context(device, opts.amp)  # a bad amp / device pair fails before any work
+        self.file, self.loaded = file, loaded
+        self.levels, self.transform = coarse_to_fine(levels), transform
+        self.eps, self.rank_tol, self.style_max_size = eps, rank_tol, style_max_size
+        self.alpha, self.preserve_color = opts.alpha, opts.preserve_color
+        self.styles = [Path(s) for s in opts.style]
+        self.style_weights = list(opts.style_weights) or None
+        self.config_file = Path(opts.config) if opts.config else None
+        cfg = run_config(file)
+        self.encoder, self.vgg = run_encoder(cfg, self.levels, device)
+        self.decoders = loaded.decoders.to(device)
+        self.style_features = self._style_features()
+
+    def _style_features(self) -> StyleFeatures | None:
+        if self.transform == "whiten":
+            return None  # whitening only: the style is removed, not replaced
+        if not self.styles:
+            raise MethodError(f"{self.title} needs at least one style image (--style, or style: in the report config)")
+        if self.style_weights is not None and len(self.style_weights) != len(self.styles):
+            raise MethodError(f"{len(self.style_weights)} style weights for {len(self.styles)} style image(s)")
+        for path in self.styles:
+            if "=" in path.name and not path.exists():  # argparse gives --style every later word
+                raise MethodError(f"style image {path} does not exist; a key=value setting written after --style "
+                                  f"is read as a style image: put settings before --style")
+        images = load_style_images(self.styles)
+        cap = self.style_max_size
+        images = [resize_longer(s, cap) if cap and max(s.shape[-2:]) > cap else s for s in images]
+        return StyleFeatures.from_images(self.encoder, [s.to(self.device) for s in images], self.levels,
+                                         self.rank_tol)
+
+    def default_name(self) -> str:
+        return self.title if self.vgg.pretrained else f"{self.title} [random-weight VGG]"
+
+    def settings(self) -> dict[str, Any]:
+        return {"checkpoint": str(self.file.path), "step": self.file.step, "levels": self.levels,
+                "transform": self.transform, "alpha": self.alpha, "styles": [str(s) for s in self.styles],
+                "style_weights": self.style_weights, "style_max_size": self.style_max_size, "eps": self.eps,
+                "rank_tol": self.rank_tol, "preserve_color": self.preserve_color, "encoder": self.vgg.label,
+                "decoder_width": self.loaded.width}
+
+    def describe(self) -> str:
+        step = f", step {self.file.step}" if self.file.step is not None else ""
+        styles = f"{len(self.styles)} style image(s)" if self.style_features is not None else "no style"
+        return (f"{self.title}: decoders {', '.join(self.levels)} (width {self.loaded.width:g}) from {self.file.path} "
+                f"({self.file.source}{step}), {self.transform}, alpha {self.alpha:g}, {styles}, encoder "
+                f"{self.vgg.label}")
+
+    def input_files(self) -> list[Path]:
+        files = [Path(self.file.path), *self.styles]
+        if self.config_file is not None:
+            files.append(self.config_file)
+        if self.vgg.pretrained and Path(self.vgg.source).is_file():
+            files.append(Path(self.vgg.source))
+        return files
+
+    @torch.inference_mode()
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 (N, 3, H, W), any H and W -> uint8 (N, 3, H, W) on the CPU."""
+        x = uint8_to_unit(images.to(self.device, non_blocking=True))
+        with autocast_context(self.device, self.amp):
+            y = stylize(self.encoder, self.decoders, x, self.style_features, self.style_weights, self.alpha,
+                        self.levels, self.transform, self.eps, self.rank_tol)  # type: ignore[arg-type]
+        y = y.float()
+        if self.preserve_color:
+            y = preserve_color(y, x)
+        return unit_to_uint8(y).cpu()
+
+
+def _decoders_of(file: WeightsFile | None, what: str) -> LoadedDecoders:
+    if file is None:
+        raise MethodError(f"{what} needs --checkpoint: a decoder run (train one with "
+                          f"`python train.py --config experiments/wct_demo.yaml`)")
+    return wct_decoders(file)
+
+
+class WCTMethod(UniversalStyleMethod):
+    """Whitening and colouring transform, multi-level coarse to fine (Li et al. 2017)."""
+
+    key = "wct"
+    title = "WCT"
+
+    @classmethod
+    def build(cls, opts: MethodOptions, file: WeightsFile | None, device: torch.device) -> WCTMethod:
+        loaded = _decoders_of(file, "WCT")
+        s = load(WCTSettings, opts.config or None, opts.settings, validate_wct_settings)
+        levels = list(s.levels) or list(loaded.levels)
+        missing = [level for level in levels if level not in loaded.levels]
+        if missing:
+            raise MethodError(f"levels: {file.path} has no decoder for {', '.join(missing)} (it has "
+                              f"{', '.join(loaded.levels)}); choose among those")
+        return cls(opts, file, loaded, levels, s.transform, s.eps, s.rank_tol, s.style_max_size, device)
+
+
+class AdaINMethod(UniversalStyleMethod):
+    """Adaptive instance normalisation at relu4_1 with its own decoder (Huang & Belongie 2017)."""
+
+    key = "adain"
+    title = "AdaIN"
+
+    @classmethod
+    def build(cls, opts: MethodOptions, file: WeightsFile | None, device: torch.device) -> AdaINMethod:
+        loaded = _decoders_of(file, "AdaIN")
+        s = load(AdaINSettings, opts.config or None, opts.settings, validate_adain_settings)
+        if ADAIN_LEVEL not in loaded.levels:
+            raise MethodError(f"AdaIN needs a {ADAIN_LEVEL} decoder; {file.path} has decoders for "
+                              f"{', '.join(loaded.levels)} only: train one with model.levels including {ADAIN_LEVEL} "
+                              f"(e.g. python train.py --config experiments/wct_demo.yaml)")
+        return cls(opts, file, loaded, [ADAIN_LEVEL], "adain", s.eps, 0.0, s.style_max_size, device)
+
+    def settings(self) -> dict[str, Any]:
+        out = super().settings()
+        del out["rank_tol"]
+        return out

@@ -1,0 +1,246 @@
+"""Decoder training for universal style transfer (Li et al. 2017 section 3.1; AdaIN's relu4_1
+decoder of Huang & Belongie 2017 is the same thing at one level).
+
+Per iteration, on a batch of content images in [0, 1]:
+
+1. one forward of the frozen VGG-19 encoder, up to the deepest level, gives every level's
+   features Phi_l(I) (no gradient);
+2. each level's decoder reconstructs the image from them, I_l = D_l(Phi_l(I));
+3. the loss is sum_l ||I_l - I||^2 + lambda ||Phi_l(I_l) - Phi_l(I)||^2 (Li et al. eq. 1 per
+   level, mean squared errors, lambda = ``loss.feature_weight``).
+
+**One optimiser for all decoders.** The levels share no parameters, so the gradient of the
+summed loss with respect to a decoder's weights is exactly that of its own level's loss, and
+Adam is element-wise: one Adam over every decoder takes the very steps that one Adam per level
+would, with one backward, one fused optimiser kernel, one GradScaler update and one schedule per
+step. The price: a step whose loss is not finite at one level is skipped for all levels (it is
+counted and reported; a healthy run has none).
+
+Validation (every epoch, ``data.val_images`` held-out images, centre crops): the mean pixel MSE
+of each level's reconstruction and their mean, ``pixel``, the plateau metric. TensorBoard shows
+input | reconstruction per level. Checkpoints hold every level in ``nets["decoders"]`` (an
+``nn.ModuleDict`` keyed by level, see :mod:`models.wct` for the parameter names) and the
+encoder's identity in the config's ``vgg.resolved``.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel as DDP
+
+from data.folder import ImageFolderDataset, content_images
+from data.image_io import uint8_to_unit
+from data.samplers import EpochSampler
+from data.unaligned import DatasetError, load_validation_images, split_train_val
+from models.vgg import VGG19Features, VGGInfo, VGGWeightsUnavailable, load_vgg19
+from models.wct import LEVELS, DecoderLosses, build_decoders, encode, encode_levels
+from options.wct import DecoderConfig, encoder_weights
+from training import distributed as dist
+from training.trainer import Trainer, TrainingError
+
+
+@dataclass
+class ShorterSideCrop:
+    """Content-set pre-processing of the reference decoder trainers: shorter side resized to
+    ``load_size`` (aspect kept), then a ``crop_size`` square, random when training (plus a
+    random horizontal flip), central otherwise. ``(PIL image, numpy Generator) -> PIL image``."""
+
+    load_size: int
+    crop_size: int
+    flip: bool = True
+    train: bool = True
+
+    def __call__(self, img: Image.Image, rng: np.random.Generator) -> Image.Image:
+        w, h = img.size
+        s = self.load_size / min(w, h)
+        size = (max(self.crop_size, round(w * s)), max(self.crop_size, round(h * s)))
+        if size != (w, h):
+            img = img.resize(size, Image.Resampling.BICUBIC)
+        w, h, c = *img.size, self.crop_size
+        if self.train:
+            x, y = int(rng.integers(0, w - c + 1)), int(rng.integers(0, h - c + 1))
+        else:
+            x, y = (w - c) // 2, (h - c) // 2
+        img = img.crop((x, y, x + c, y + c))
+        if self.train and self.flip and rng.random() < 0.5:
+            img = img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+        return img
+
+
+def load_encoder(cfg: DecoderConfig, levels: list[str]) -> tuple[VGG19Features, VGGInfo]:
+    """The frozen VGG-19 a run's decoders invert (:func:`options.wct.encoder_weights`), built up to
+    the deepest of ``levels``; a missing weights file is a :class:`TrainingError` saying what to do."""
+    v = cfg.vgg
+    weights, fallback = encoder_weights(v)
+    try:
+        net, info = load_vgg19(levels, "max", weights, v.preprocess, allow_download=v.download,
+                               random_if_unavailable=fallback, seed=cfg.seed)
+    except VGGWeightsUnavailable as e:
+        what = f"this run was trained with vgg.resolved={v.resolved}; " if v.resolved else ""
+        raise TrainingError(f"vgg.weights={v.weights}: {what}{e}") from e
+    if v.resolved == "random" and v.weights != "random":
+        info = replace(info, note="the run's fallback: no pretrained weights when it trained")
+    return net, info
+
+
+def level_losses(encoder: VGG19Features, output: torch.Tensor, images: torch.Tensor, target: torch.Tensor,
+                 level: str, feature_weight: float) -> DecoderLosses:
+    """:func:`models.wct.decoder_losses` for a reconstruction ``output`` = D_l(``target``) whose
+    features ``target`` = Phi_l(``images``) were computed once for every level. Images (N, 3, H, W)
+    in [0, 1]; the errors are taken in float32 whatever the autocast dtype."""
+    pixel = F.mse_loss(output.float(), images.float())
+    feature = F.mse_loss(encode(encoder, output, level).float(), target.float())
+    return DecoderLosses(pixel=pixel, feature=feature, total=pixel + feature_weight * feature)
+
+
+class DecoderBank(nn.Module):
+    """Every level's decoder behind one forward (what DDP wraps): {level: features} -> {level: image}."""
+
+    def __init__(self, decoders: Mapping[str, nn.Module]) -> None:
+        super().__init__()
+        self.decoders = nn.ModuleDict(decoders)
+
+    def forward(self, features: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return {level: self.decoders[level](f) for level, f in features.items()}
+
+
+class DecoderTrainer(Trainer):
+    method = "wct"
+    cfg: DecoderConfig
+    progress_keys = ("total",)
+    image_range = (0.0, 1.0)
+
+    # ------------------------------------------------------------------------------- building
+
+    def build_data(self) -> None:
+        cfg, d = self.cfg, self.cfg.data
+        root = Path(d.root)
+        if d.demo:
+            if self.is_main:
+                from data.demo import make_demo_dataset
+
+                make_demo_dataset(root.parent)  # root is a folder of the demo set, e.g. datasets/demo/trainB
+            dist.barrier()
+        train, val = split_train_val(content_images(root), d.val_images, d.max_images, root)
+        self.n_train = len(train)
+        self.dataset = ImageFolderDataset(train, ShorterSideCrop(d.load_size, d.crop_size, d.flip), seed=cfg.seed)
+        self.sampler = EpochSampler(self.dataset, self.world, self.rank, shuffle=True, seed=cfg.seed)
+        self.loader = self.make_loader(self.dataset, self.sampler)
+        # Held-out images are few: decoded once (centre crops), kept as uint8, sharded across ranks.
+        val_tf = ShorterSideCrop(d.load_size, d.crop_size, flip=False, train=False)
+        self.val_images, self._val_skipped = load_validation_images(val[self.rank :: self.world], val_tf)
+        if d.val_images and not self.val_images and self.world == 1:
+            raise DatasetError(f"none of the {d.val_images} held-out validation images of {root} can be read "
+                               f"({self._val_skipped[0]}); replace them or set data.val_images=0")
+
+    def build_networks(self) -> None:
+        cfg, t = self.cfg, self.cfg.train
+        self.levels = sorted(cfg.model.levels, key=LEVELS.index)
+        encoder, self.vgg_info = load_encoder(cfg, self.levels)
+        # The identity of the encoder goes into the stored config: inference and resume rebuild it.
+        cfg.vgg.resolved = cfg.vgg.weights if self.vgg_info.pretrained else "random"
+        self.encoder = encoder.to(self.device)
+        if not self.vgg_info.pretrained and self.is_main:
+            print(f"WARNING: the encoder is a {self.vgg_info.label}: the decoders learn to invert a random network, "
+                  f"which tests the pipeline but stylizes poorly. For real results put the ImageNet VGG-19 weights "
+                  f"in the torch cache (see README) and train a new run.", file=sys.stderr)
+        self.decoders = build_decoders(self.levels, cfg.model.width).to(self.device)
+        if t.channels_last:
+            self.encoder.to(memory_format=torch.channels_last)
+            self.decoders.to(memory_format=torch.channels_last)
+        compiled = self.compile(*(self.decoders[level] for level in self.levels))
+        self.bank: nn.Module = DecoderBank(dict(zip(self.levels, compiled)))
+        if dist.is_distributed():
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.bank = DDP(self.bank, device_ids=ids, broadcast_buffers=False)
+        self._last: tuple[torch.Tensor, dict[str, torch.Tensor]] | None = None
+        self.note_skipped(self._val_skipped)
+
+    def networks(self) -> dict[str, nn.Module]:
+        return {"decoders": self.decoders}
+
+    def optimizer_groups(self) -> dict[str, tuple[list[nn.Parameter], float]]:
+        return {"decoders": (list(self.decoders.parameters()), self.cfg.optim.lr)}
+
+    def describe(self) -> str:
+        n_params = sum(p.numel() for p in self.decoders.parameters())
+        d = self.cfg.data
+        val = f"val {d.val_images} held out" if d.val_images else "no held-out validation images"
+        return (f"train images {self.n_train} | {val} | decoders {', '.join(self.levels)} width "
+                f"{self.cfg.model.width:g}: {n_params / 1e6:.2f} M params | encoder {self.vgg_info.label}")
+
+    # ------------------------------------------------------------------------------- steps
+
+    def to_device(self, x: torch.Tensor) -> torch.Tensor:
+        x = uint8_to_unit(x.to(self.device, non_blocking=True))
+        return x.contiguous(memory_format=torch.channels_last) if self.cfg.train.channels_last else x
+
+    def train_step(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        """One iteration on a batch of uint8 images; returns detached device scalars."""
+        images = self.to_device(batch["image"])
+        fw = self.cfg.loss.feature_weight
+        with self.autocast():
+            with torch.no_grad():
+                targets = encode_levels(self.encoder, images, self.levels)
+            outputs = self.bank(targets)
+            losses = {level: level_losses(self.encoder, outputs[level], images, targets[level], level, fw)
+                      for level in self.levels}
+        total = torch.stack([lo.total for lo in losses.values()]).sum()
+        ok = self.update("decoders", total)
+        self.note_finite(ok)
+        logs: dict[str, torch.Tensor] = {"total": total.detach(), "nonfinite": (~ok).float()}
+        for level, lo in losses.items():
+            logs[f"pixel_{level}"] = lo.pixel.detach()
+            logs[f"feature_{level}"] = lo.feature.detach()
+        self._last = (images, {level: out.detach() for level, out in outputs.items()})
+        return logs
+
+    # ------------------------------------------------------------------------------- validation
+
+    @torch.no_grad()
+    def validate(self) -> dict[str, float]:
+        """Mean pixel MSE of each level's reconstruction of the held-out images (``pixel_<level>``)
+        and their mean over levels (``pixel``, the plateau metric), over all ranks' shards."""
+        if not self.cfg.data.val_images:
+            return {}
+        n = len(self.levels)
+        sums = torch.zeros(n + 1, device=self.device, dtype=torch.float64)  # per-level error sums, image count
+        bs = self.cfg.data.batch_size
+        self.decoders.eval()
+        try:
+            for i in range(0, len(self.val_images), bs):
+                x = self.to_device(torch.stack(self.val_images[i : i + bs]))
+                with self.autocast():
+                    feats = encode_levels(self.encoder, x, self.levels)
+                    for k, level in enumerate(self.levels):
+                        rec = self.decoders[level](feats[level]).float()
+                        sums[k] += (rec - x).pow(2).mean(dim=(1, 2, 3)).double().sum()
+                sums[n] += x.shape[0]
+        finally:
+            self.decoders.train()
+        sums = dist.all_reduce_sum(sums).tolist()
+        if sums[n] == 0:
+            raise TrainingError("no validation image could be read on any process; set data.val_images=0")
+        metrics = {f"pixel_{level}": sums[k] / sums[n] for k, level in enumerate(self.levels)}
+        metrics["pixel"] = sum(metrics.values()) / n
+        return metrics
+
+    def plateau_value(self) -> float | None:
+        return self.metrics.get("pixel")
+
+    def image_rows(self) -> dict[str, list[torch.Tensor]] | None:
+        """input | reconstruction from relu1_1 ... relu5_1 (the levels trained), in [0, 1]."""
+        if self._last is None:
+            return None
+        images, outputs = self._last
+        return {"reconstruction": [images, *(outputs[level].float().clamp(0, 1) for level in self.levels)]}
