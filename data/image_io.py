@@ -22,6 +22,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from utils.errors import UserError
+
 IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 # --format value -> (PIL format, file suffix); "same" keeps each input's own suffix.
 OUTPUT_FORMATS: dict[str, tuple[str, str]] = {
@@ -32,6 +34,10 @@ _SUFFIX_FORMAT = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP
                   ".tiff": "TIFF", ".ppm": "PPM", ".pgm": "PPM"}
 _NO_ALPHA_FORMATS = ("JPEG", "BMP", "PPM")
 WHITE = (255, 255, 255)
+
+
+class StyleImageError(UserError):
+    """A style image (a required input) is missing or unreadable; the message names it."""
 
 
 class BadImageError(Exception):
@@ -129,6 +135,25 @@ def read_image(path: str | Path, keep_alpha: bool = False, background: tuple[int
 def load_rgb(path: str | Path, background: tuple[int, int, int] = WHITE) -> Image.Image:
     """Decode any image file as 8-bit RGB (see :func:`read_image`)."""
     return read_image(path, False, background)[0]
+
+
+def load_style_images(paths: list[str | Path], longer: int = 0, key: str = "--style") -> list:
+    """Style images as float (1, 3, H, W) in [0, 1], longer side resized to ``longer`` (0: as
+    they are). Style images are required, so a missing or unreadable one is an error naming it
+    (``key`` says where it was given: ``--style``, ``style.images`` ...)."""
+    out = []
+    for i, p in enumerate(paths):
+        where = f"style image {p}" if key.startswith("-") else f"{key}.{i}: {p}"
+        if not Path(p).is_file():
+            raise StyleImageError(f"{where} does not exist")
+        try:
+            img = load_rgb(p)
+        except BadImageError as e:
+            raise StyleImageError(f"{where} cannot be read ({e.reason})") from e
+        if longer:
+            img = img.resize(longer_side_to(img.size, longer), Image.Resampling.BICUBIC)
+        out.append(uint8_to_unit(pil_to_uint8(img)).unsqueeze(0))
+    return out
 
 
 # ---------------------------------------------------------------------------------------------

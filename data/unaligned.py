@@ -23,7 +23,8 @@ from torch.utils.data import Dataset
 from data.image_io import BadImageError, list_images, load_rgb, pil_to_uint8
 from utils.errors import UserError
 
-Preprocess = Literal["resize_and_crop", "crop", "scale_width", "scale_width_and_crop", "none"]
+Preprocess = Literal["resize_and_crop", "crop", "scale_width", "scale_width_and_crop", "scale_shortside_and_crop",
+                     "none"]
 
 
 class DatasetError(UserError):
@@ -36,7 +37,9 @@ class Transform:
 
     resize_and_crop: resize to load_size x load_size, random crop crop_size.
     crop: random crop crop_size from the original. scale_width: width to load_size, keep the
-    aspect ratio. scale_width_and_crop: that, then a random crop. none: keep the size. Every
+    aspect ratio. scale_width_and_crop: that, then a random crop. scale_shortside_and_crop: the
+    shorter side to load_size, keep the aspect ratio, then a random crop (content sets of every
+    aspect ratio, as COCO: Johnson's networks and the WCT decoders). none: keep the size. Every
     mode rounds the final size down to a multiple of 4 (the generator needs it).
     With ``train=False`` crops are central and nothing is flipped.
     """
@@ -56,6 +59,12 @@ class Transform:
             if w != self.load_size:
                 target_h = max(int(round(self.load_size * h / w)), self.crop_size if "crop" in p else 1)
                 img = img.resize((self.load_size, target_h), bicubic)
+        elif p == "scale_shortside_and_crop":
+            w, h = img.size
+            s = self.load_size / min(w, h)
+            size = (max(self.crop_size, round(w * s)), max(self.crop_size, round(h * s)))
+            if size != (w, h):
+                img = img.resize(size, bicubic)
         if "crop" in p:
             img = self._crop(img, rng)
         img = _multiple_of_4(img)

@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from data.image_io import load_rgb, longer_side_to, pil_to_uint8, uint8_to_unit, unit_to_uint8
+from data.image_io import load_style_images, longer_side_to, uint8_to_unit, unit_to_uint8
 from methods.base import Method, MethodError
 from models.gatys import GatysParams, stylize
 from models.style_losses import LossWeights
@@ -53,19 +53,6 @@ def build_extractor(cfg: GatysConfig, device: torch.device) -> tuple[VGG19Featur
     net, info = load_vgg19(loss_weights(cfg).layers, v.pooling, v.weights, v.preprocess, allow_download=v.download,
                            random_if_unavailable=v.random_if_unavailable, seed=cfg.seed)
     return net.to(device), info
-
-
-def load_style_images(paths: list[str | Path]) -> list[torch.Tensor]:
-    """Style images as float (1, 3, H, W) in [0, 1] at their own size; a missing or bad file is an error."""
-    out = []
-    for p in paths:
-        if not Path(p).is_file():
-            raise MethodError(f"style image {p} does not exist")
-        try:
-            out.append(uint8_to_unit(pil_to_uint8(load_rgb(p))).unsqueeze(0))
-        except Exception as e:  # BadImageError and friends: a style image is required, so it stops the run
-            raise MethodError(f"style image {p} cannot be read: {e}") from e
-    return out
 
 
 class GatysMethod(Method):

@@ -19,9 +19,8 @@ from typing import Any
 
 import torch
 
-from data.image_io import uint8_to_unit, unit_to_uint8
+from data.image_io import load_style_images, uint8_to_unit, unit_to_uint8
 from methods.base import Method, MethodError
-from methods.gatys import load_style_images
 from models.color import preserve_color
 from models.style_losses import resize_longer
 from models.vgg import VGG19Features, VGGInfo

@@ -27,7 +27,8 @@ class DataConfig:
     root: str = "datasets/demo"  # folder with trainA/ trainB/ testA/ testB/
     demo: bool = False  # generate the built-in demo dataset into `root` if it is missing (empty folder only)
     demo_seed: int = 0
-    preprocess: Literal["resize_and_crop", "crop", "scale_width", "scale_width_and_crop", "none"] = "resize_and_crop"
+    preprocess: Literal["resize_and_crop", "crop", "scale_width", "scale_width_and_crop", "scale_shortside_and_crop",
+                        "none"] = "resize_and_crop"
     load_size: int = 286
     crop_size: int = 256
     flip: bool = True
@@ -120,7 +121,7 @@ def validate_cyclegan(cfg: CycleGANConfig) -> None:
     check(0 < d.crop_size <= 8192, "data.crop_size", f"must be in [1, 8192], got {d.crop_size}")
     check(d.crop_size % 4 == 0, "data.crop_size",
           f"must be a multiple of 4 (the generator down-samples twice), got {d.crop_size}")
-    if d.preprocess in ("resize_and_crop", "scale_width_and_crop"):
+    if d.preprocess in ("resize_and_crop", "scale_width_and_crop", "scale_shortside_and_crop"):
         check(d.crop_size <= d.load_size, "data.crop_size",
               f"{d.crop_size} is larger than data.load_size {d.load_size}; the crop must fit in the resized image")
     if "crop" in d.preprocess:

@@ -120,7 +120,7 @@ def test_colliding_names_get_distinct_outputs_listed_once(gen_file, tmp_path, ca
         assert page.count(f'src="../in/{name}"') == 1, name
     # A second run maps every input to the same name again: all three are skipped, none renamed.
     code, out, _ = _test(capsys, gen_file, src, tmp_path / "out")
-    assert code == 0 and "translated 0, skipped 3 (already there)" in out
+    assert code == 1 and "translated 0, skipped 3 (already there)" in out  # nothing done
 
 
 def _eros(*args, **kwargs):

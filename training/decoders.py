@@ -27,54 +27,24 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from data.folder import ImageFolderDataset, content_images
 from data.image_io import uint8_to_unit
 from data.samplers import EpochSampler
-from data.unaligned import DatasetError, load_validation_images, split_train_val
+from data.unaligned import DatasetError, Transform, load_validation_images, split_train_val
 from models.vgg import VGG19Features, VGGInfo, VGGWeightsUnavailable, load_vgg19
 from models.wct import LEVELS, DecoderLosses, build_decoders, encode, encode_levels
 from options.wct import DecoderConfig, encoder_weights
 from training import distributed as dist
 from training.trainer import Trainer, TrainingError
-
-
-@dataclass
-class ShorterSideCrop:
-    """Content-set pre-processing of the reference decoder trainers: shorter side resized to
-    ``load_size`` (aspect kept), then a ``crop_size`` square, random when training (plus a
-    random horizontal flip), central otherwise. ``(PIL image, numpy Generator) -> PIL image``."""
-
-    load_size: int
-    crop_size: int
-    flip: bool = True
-    train: bool = True
-
-    def __call__(self, img: Image.Image, rng: np.random.Generator) -> Image.Image:
-        w, h = img.size
-        s = self.load_size / min(w, h)
-        size = (max(self.crop_size, round(w * s)), max(self.crop_size, round(h * s)))
-        if size != (w, h):
-            img = img.resize(size, Image.Resampling.BICUBIC)
-        w, h, c = *img.size, self.crop_size
-        if self.train:
-            x, y = int(rng.integers(0, w - c + 1)), int(rng.integers(0, h - c + 1))
-        else:
-            x, y = (w - c) // 2, (h - c) // 2
-        img = img.crop((x, y, x + c, y + c))
-        if self.train and self.flip and rng.random() < 0.5:
-            img = img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-        return img
 
 
 def load_encoder(cfg: DecoderConfig, levels: list[str]) -> tuple[VGG19Features, VGGInfo]:
@@ -133,11 +103,12 @@ class DecoderTrainer(Trainer):
             dist.barrier()
         train, val = split_train_val(content_images(root), d.val_images, d.max_images, root)
         self.n_train = len(train)
-        self.dataset = ImageFolderDataset(train, ShorterSideCrop(d.load_size, d.crop_size, d.flip), seed=cfg.seed)
+        crop = Transform("scale_shortside_and_crop", d.load_size, d.crop_size, d.flip, train=True)
+        self.dataset = ImageFolderDataset(train, crop, seed=cfg.seed)
         self.sampler = EpochSampler(self.dataset, self.world, self.rank, shuffle=True, seed=cfg.seed)
         self.loader = self.make_loader(self.dataset, self.sampler)
         # Held-out images are few: decoded once (centre crops), kept as uint8, sharded across ranks.
-        val_tf = ShorterSideCrop(d.load_size, d.crop_size, flip=False, train=False)
+        val_tf = Transform("scale_shortside_and_crop", d.load_size, d.crop_size, flip=False, train=False)
         self.val_images, self._val_skipped = load_validation_images(val[self.rank :: self.world], val_tf)
         if d.val_images and not self.val_images and self.world == 1:
             raise DatasetError(f"none of the {d.val_images} held-out validation images of {root} can be read "

@@ -28,18 +28,16 @@ shows content | stylized (one column per style for a multi-style network) every
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from PIL import Image
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import Dataset
 
 from data.folder import ImageFolderDataset, content_images
-from data.image_io import BadImageError, load_rgb, pil_to_uint8, uint8_to_unit
+from data.image_io import load_style_images
 from data.samplers import EpochSampler
 from data.unaligned import DatasetError, Transform, load_validation_images, split_train_val
 from models.johnson import (
@@ -50,29 +48,11 @@ from models.johnson import (
     one_hot_style_weights,
     stack_style_grams,
 )
-from models.style_losses import resize_longer, style_grams
+from models.style_losses import style_grams
 from models.vgg import VGGWeightsUnavailable, load_vgg
 from options.johnson import DEMO_FOLDERS, JohnsonConfig
 from training import distributed as dist
 from training.trainer import Trainer, TrainingError
-
-
-@dataclass(frozen=True)
-class ShorterSideCrop:
-    """Resize so the shorter side is ``load_size`` (aspect kept), then :class:`Transform`'s
-    ``crop`` mode: a random (train) or central crop of ``crop_size``, and the flip.
-    COCO-like content sets have every aspect ratio; a square resize would distort them."""
-
-    load_size: int
-    crop: Transform
-
-    def __call__(self, img: Image.Image, rng: Any) -> Image.Image:
-        w, h = img.size
-        s = self.load_size / min(w, h)
-        if s != 1.0:
-            c = self.crop.crop_size
-            img = img.resize((max(c, round(w * s)), max(c, round(h * s))), Image.Resampling.BICUBIC)
-        return self.crop(img, rng)
 
 
 class StyledImages(Dataset):
@@ -87,21 +67,6 @@ class StyledImages(Dataset):
     def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:
         epoch, index = key if isinstance(key, tuple) else (0, key)
         return {**self.inner[key], "style": (index + epoch) % self.n_styles}
-
-
-def load_style_images(paths: list[str], size: int) -> list[torch.Tensor]:
-    """Style images as float (1, 3, H, W) in [0, 1], longer side ``size`` (0: as they are).
-    A missing or unreadable one is an error naming its ``style.images`` entry."""
-    out = []
-    for i, p in enumerate(paths):
-        if not Path(p).is_file():
-            raise DatasetError(f"style.images.{i}: {p} does not exist")
-        try:
-            x = uint8_to_unit(pil_to_uint8(load_rgb(p))).unsqueeze(0)
-        except BadImageError as e:
-            raise DatasetError(f"style.images.{i}: {p} cannot be read ({e.reason})") from e
-        out.append(resize_longer(x, size) if size else x)
-    return out
 
 
 def make_demo_content(root: Path) -> None:
@@ -132,18 +97,19 @@ class JohnsonTrainer(Trainer):
                 make_demo_content(root)
             dist.barrier()
         train, val = split_train_val(content_images(root), d.val_images, d.max_images, root)
-        self.style_images = load_style_images(cfg.style.images, cfg.style.size)  # a bad file fails early
+        # A bad style file fails here, before the networks are built.
+        self.style_images = load_style_images(cfg.style.images, cfg.style.size, "style.images")
         self.n_train = len(train)
         if self.n_train < d.batch_size * self.world:
             raise DatasetError(f"data.batch_size={d.batch_size} x {self.world} process(es) is more than the "
                                f"{self.n_train} training images of {root}: no full batch to train on; lower "
                                f"data.batch_size")
-        flip = Transform("crop", d.load_size, d.crop_size, d.flip, train=True)
-        images = ImageFolderDataset(train, ShorterSideCrop(d.load_size, flip), seed=cfg.seed)
+        crop = Transform("scale_shortside_and_crop", d.load_size, d.crop_size, d.flip, train=True)
+        images = ImageFolderDataset(train, crop, seed=cfg.seed)
         self.dataset: Dataset = StyledImages(images, cfg.n_styles) if cfg.style.multi else images
         self.sampler = EpochSampler(self.dataset, self.world, self.rank, shuffle=True, seed=cfg.seed)
         self.loader = self.make_loader(self.dataset, self.sampler)
-        centre = ShorterSideCrop(d.load_size, Transform("crop", d.load_size, d.crop_size, False, train=False))
+        centre = Transform("scale_shortside_and_crop", d.load_size, d.crop_size, False, train=False)
         # Few images: decoded once, kept as uint8, sharded across ranks; image k keeps style k mod S.
         self.val_index = list(range(len(val)))[self.rank :: self.world]
         self.val, self._val_skipped = load_validation_images(val[self.rank :: self.world], centre)
