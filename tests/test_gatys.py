@@ -15,6 +15,7 @@ import torchvision
 from image_corpus import ROOT, load_script, one_torch_thread, truncated_jpeg
 from PIL import Image
 
+from data.image_io import StyleImageError
 from methods.base import MethodError
 from methods.gatys import GatysMethod, gatys_params
 from models.color import luminance, rgb_to_yiq, yiq_to_rgb
@@ -306,10 +307,10 @@ def test_method_blends_styles_and_checks_their_weights(small_vgg, tmp_path):
         build(style=styles, settings=[*tiny, "image.style_blend=[0.7,0.3]"])
     with pytest.raises(MethodError, match="needs at least one style image"):
         build(settings=tiny)
-    with pytest.raises(MethodError, match=r"style image .*missing.png does not exist"):
+    with pytest.raises(StyleImageError, match=r"style image .*missing.png does not exist"):
         build(style=[str(tmp_path / "missing.png")], settings=tiny)
     (tmp_path / "broken.png").write_bytes(b"")
-    with pytest.raises(MethodError, match="broken.png cannot be read"):
+    with pytest.raises(StyleImageError, match="broken.png cannot be read"):
         build(style=[str(tmp_path / "broken.png")], settings=tiny)
     m = build(style=styles[:2], style_weights=[3.0, 1.0], settings=tiny)
     assert m.blend == [3.0, 1.0] and m.settings()["style_blend"] == [3.0, 1.0]
