@@ -13,10 +13,11 @@ examples:
   python test.py --checkpoint runs/wct_demo --input photos/ --output out/ --style a.jpg b.jpg \
       --style-weights 0.7 0.3 --alpha 0.6
   python test.py --checkpoint runs/wct_demo --method adain --input photos/ --output out/ --style a.jpg
-  python test.py --checkpoint runs/wct_demo --input photos/ --output out/ --style a.jpg levels=[relu4_1,relu3_1]
+  python test.py --checkpoint runs/wct_demo levels=[relu4_1,relu3_1] --input photos/ --output out/ --style a.jpg
 
-Trailing key=value arguments set the method's own settings (--config FILE holds them in YAML):
-CycleGAN ngf= n_blocks= (force the architecture), WCT levels= transform= (see docs/methods.md).
+key=value arguments set the method's own settings (--config FILE holds them in YAML): CycleGAN
+ngf= n_blocks= (force the architecture), Johnson output=, WCT levels= transform= eps= (see
+docs/methods.md). Put them before --style, which takes every image path that follows it.
 
 exit status: 0 at least one image done, 1 nothing done (no images, every file failed, or every
 output already there), 2 error (bad checkpoint or option, unusable output), 130 interrupted
