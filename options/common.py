@@ -27,17 +27,17 @@ def check_device(device: str, key: str = "device") -> None:
 class OptimConfig:
     """Adam and an epoch-based learning-rate schedule (see :mod:`training.schedulers`)."""
 
-    lr: float = 2e-4
-    beta1: float = 0.5
+    lr: float = 2e-4  # Adam's learning rate
+    beta1: float = 0.5  # Adam's betas (the reference's 0.5, 0.999)
     beta2: float = 0.999
-    lr_policy: Literal["linear", "step", "cosine", "plateau"] = "linear"
+    lr_policy: Literal["linear", "step", "cosine", "plateau"] = "linear"  # stepped once per epoch
     n_epochs: int = 100  # epochs at the initial lr (linear policy); the run lasts n_epochs + n_epochs_decay
     n_epochs_decay: int = 100  # epochs of linear decay afterwards
     step_epochs: int = 50  # step policy: multiply by step_gamma every step_epochs
     step_gamma: float = 0.1
-    plateau_factor: float = 0.2
-    plateau_patience: int = 5
-    plateau_threshold: float = 0.01
+    plateau_factor: float = 0.2  # plateau: lr x factor after patience epochs without improvement
+    plateau_patience: int = 5  # plateau: epochs without improvement tolerated
+    plateau_threshold: float = 0.01  # plateau: relative improvement that counts
     min_lr: float = 0.0  # cosine floor and plateau floor
 
 
@@ -46,8 +46,8 @@ class TrainConfig:
     """Loop and speed options."""
 
     max_batches_per_epoch: int = 0  # 0 = the whole epoch (a student report on CycleGAN used 20)
-    amp: Literal["off", "bf16", "fp16"] = "off"
-    channels_last: bool = False
+    amp: Literal["off", "bf16", "fp16"] = "off"  # autocast precision; fp16 (CUDA) with a GradScaler
+    channels_last: bool = False  # NHWC memory layout (tensor cores on GPUs)
     compile: Literal["off", "default", "reduce-overhead", "max-autotune"] = "off"  # true = default
     grad_checkpoint: bool = False  # recompute residual blocks in backward (high resolution)
     max_nonfinite: int = 20  # stop after this many consecutive non-finite losses
@@ -58,15 +58,15 @@ class TrainConfig:
 
 @dataclass
 class LogConfig:
-    root: str = "runs"
+    root: str = "runs"  # the run folder is root/name
     scalars_every: int = 50  # optimisation steps
-    images_every: int = 500
-    progress: bool = True
+    images_every: int = 500  # TensorBoard images every N steps (0 = off)
+    progress: bool = True  # a progress bar per epoch
 
 
 @dataclass
 class CheckpointConfig:
-    every_epochs: int = 1
+    every_epochs: int = 1  # a checkpoint every N epochs (0 = only at the end)
     every_steps: int = 0  # 0 = only at epoch ends
     keep: int = 3  # newest checkpoints kept on disk
 
@@ -78,15 +78,15 @@ class ImageDataConfig:
     root: str = "datasets/demo/trainB"  # a folder of images (recursively); the demo's photos offline
     demo: bool = False  # generate the built-in demo dataset first (root must lie inside datasets/demo)
     load_size: int = 286  # shorter side resized to this, then a random crop
-    crop_size: int = 256
-    flip: bool = True
+    crop_size: int = 256  # training crops (square)
+    flip: bool = True  # random horizontal flip
     max_images: int = 0  # use only the first N images (0 = all)
     val_images: int = 0  # the last N images are held out for the validation loss (0 = none)
-    batch_size: int = 4
-    num_workers: int = 4
-    pin_memory: bool = True
-    persistent_workers: bool = True
-    prefetch_factor: int = 2
+    batch_size: int = 4  # per process
+    num_workers: int = 4  # DataLoader worker processes
+    pin_memory: bool = True  # page-locked batches (CUDA)
+    persistent_workers: bool = True  # workers kept across epochs
+    prefetch_factor: int = 2  # batches prepared ahead per worker
 
 
 def validate_image_data(d: ImageDataConfig, multiple: int = 4) -> None:
@@ -105,11 +105,11 @@ def validate_image_data(d: ImageDataConfig, multiple: int = 4) -> None:
 class RunConfig:
     """Keys of every run. ``method`` picks the schema (see :mod:`options.training`)."""
 
-    method: str = "cyclegan"
-    name: str = "run"
-    seed: int = 0
+    method: str = "cyclegan"  # which trainer and schema: cyclegan, johnson, wct
+    name: str = "run"  # the run folder's name under log.root
+    seed: int = 0  # rank r uses seed + r
     deterministic: bool = False  # bit-reproducible kernels (slower); resume equality relies on it
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    device: str = "auto"  # auto, cpu, cuda, cuda:N, mps
     resume: str = ""  # run folder or checkpoint file to continue from
     log: LogConfig = field(default_factory=LogConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)

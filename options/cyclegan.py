@@ -26,17 +26,17 @@ from options.config import ConfigError, check
 class DataConfig:
     root: str = "datasets/demo"  # folder with trainA/ trainB/ testA/ testB/
     demo: bool = False  # generate the built-in demo dataset into `root` if it is missing (empty folder only)
-    demo_seed: int = 0
+    demo_seed: int = 0  # the demo dataset's seed
     preprocess: Literal["resize_and_crop", "crop", "scale_width", "scale_width_and_crop", "scale_shortside_and_crop",
-                        "none"] = "resize_and_crop"
-    load_size: int = 286
-    crop_size: int = 256
-    flip: bool = True
-    batch_size: int = 1
-    num_workers: int = 4
-    pin_memory: bool = True
-    persistent_workers: bool = True
-    prefetch_factor: int = 2
+                        "none"] = "resize_and_crop"  # the reference's options (see data/unaligned.py)
+    load_size: int = 286  # images resized to this (resize_and_crop), then cropped
+    crop_size: int = 256  # training crops (square)
+    flip: bool = True  # random horizontal flip
+    batch_size: int = 1  # per process (the paper: 1)
+    num_workers: int = 4  # DataLoader worker processes
+    pin_memory: bool = True  # page-locked batches (CUDA)
+    persistent_workers: bool = True  # workers kept across epochs
+    prefetch_factor: int = 2  # batches prepared ahead per worker
     subset_A: int = 0  # use only the first N images of trainA (0 = all); the student report used 120
     subset_B: int = 0  # ... of trainB; the student report used 750
     val_images: int = 0  # images per domain held out of train* for the validation metric (0 = train on all)
@@ -44,22 +44,22 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    input_nc: int = 3
-    output_nc: int = 3
-    ngf: int = 64
-    ndf: int = 64
-    n_blocks: int = 9
-    n_layers_D: int = 3
-    norm: Literal["instance", "batch", "none"] = "instance"
-    init: Literal["normal", "xavier", "kaiming", "orthogonal"] = "normal"
-    init_gain: float = 0.02
-    dropout: bool = False
-    upsample: Literal["transpose", "resize_conv"] = "transpose"
+    input_nc: int = 3  # channels of domain A images
+    output_nc: int = 3  # channels of domain B images
+    ngf: int = 64  # generator width (first layer's filters)
+    ndf: int = 64  # discriminator width
+    n_blocks: int = 9  # residual blocks of the generator (9 at 256 px, 6 at 128 px)
+    n_layers_D: int = 3  # PatchGAN depth: 3 = 70x70 patches
+    norm: Literal["instance", "batch", "none"] = "instance"  # instance norm, no affine, no running stats
+    init: Literal["normal", "xavier", "kaiming", "orthogonal"] = "normal"  # conv weight init; biases 0
+    init_gain: float = 0.02  # std of the normal init (gain of the others)
+    dropout: bool = False  # dropout 0.5 in the residual blocks (off for CycleGAN)
+    upsample: Literal["transpose", "resize_conv"] = "transpose"  # resize_conv: nearest x2 + conv, no checkerboards
 
 
 @dataclass
 class LossConfig:
-    gan_mode: Literal["lsgan", "vanilla"] = "lsgan"
+    gan_mode: Literal["lsgan", "vanilla"] = "lsgan"  # LSGAN (MSE to 1 / 0) or vanilla (BCE with logits)
     lambda_A: float = 10.0  # cycle A -> B -> A
     lambda_B: float = 10.0  # cycle B -> A -> B
     lambda_identity: float = 0.5  # relative to lambda_A / lambda_B, as in the reference
@@ -73,7 +73,7 @@ class CycleGANOptimConfig(OptimConfig):
 
 @dataclass
 class CycleGANTrainConfig(TrainConfig):
-    pool_size: int = 50
+    pool_size: int = 50  # generated images kept per domain for D (0 = off)
     d_steps_per_g: int = 1  # discriminator updates per generator update (the student report tried 5)
     d_clip: float = 0.0  # clamp D weights to [-c, c] after each D step (0 = off; the student report: 0.01)
 
