@@ -32,6 +32,17 @@ TINY = [
 BATCHES_PER_EPOCH = 6  # 8 images - 2 held out, batch size 1
 
 
+@pytest.fixture(scope="session", autouse=True)
+def one_torch_thread() -> Iterator[None]:
+    """Tiny tensors gain nothing from a second intra-op thread, and when the 2 CPU cores are shared
+    (other jobs, a DataLoader worker) OpenMP barriers stall: a tiny training run took 13 s instead
+    of 0.4 s under load. The subprocess tests set OMP_NUM_THREADS=1 for the same reason."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def tiny_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A demo dataset of 32-px images: 8 + 8 train, 2 paired test (made once per session)."""

@@ -11,12 +11,10 @@ import importlib.util
 import io
 import struct
 import zlib
-from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
 import numpy as np
-import torch
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -98,13 +96,3 @@ def load_script(name: str) -> ModuleType:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
-
-
-def one_torch_thread() -> Iterator[None]:
-    """Body of each test module's autouse fixture: tiny tensors gain nothing from a second intra-op
-    thread, and on a shared 2-core machine OpenMP barriers then stall (a tiny training run takes
-    13 s instead of 0.4 s under load); restored for the other modules."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from image_corpus import noise, one_torch_thread
+from image_corpus import noise
 from PIL import Image
 
 from data.image_io import pil_to_uint8, to_model_range, to_uint8
@@ -29,11 +29,6 @@ from utils.device import DeviceError
 TINY_ARCH = GeneratorArch(ngf=8, n_blocks=1)
 LEGACY_KEYS = ["model.10.conv_block.2.num_batches_tracked", "model.2.running_mean", "model.2.running_var",
                "model.5.running_mean", "model.5.running_var"]
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    yield from one_torch_thread()
 
 
 @pytest.fixture(scope="module")

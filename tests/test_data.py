@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from image_corpus import BAD, make_corpus, one_torch_thread, truncated_jpeg
+from image_corpus import BAD, make_corpus, truncated_jpeg
 from PIL import Image
 
 from data.demo import DemoSpec, make_demo_dataset
@@ -19,11 +19,6 @@ from data.folder import ImageFolderDataset, content_images
 from data.image_io import list_images
 from data.samplers import EpochSampler
 from data.unaligned import DatasetError, Transform, UnalignedDataset, image_folder, split_train_val
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    yield from one_torch_thread()
 
 
 def test_transform_modes() -> None:

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from image_corpus import BAD, ODD, SIXTEEN_BIT_VALUE, load_script, make_corpus, noise, one_torch_thread, save_noise
+from image_corpus import BAD, ODD, SIXTEEN_BIT_VALUE, load_script, make_corpus, noise, save_noise
 from PIL import Image
 
 from data.image_io import load_rgb
@@ -24,11 +24,6 @@ from models.cyclegan import build_discriminator, build_generator
 from utils.translate import FolderJob, TranslateError, run_folder
 
 cli = load_script("test")
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    yield from one_torch_thread()
 
 
 @pytest.fixture(scope="module")

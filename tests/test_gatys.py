@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 import torchvision
-from image_corpus import ROOT, load_script, one_torch_thread, truncated_jpeg
+from image_corpus import ROOT, load_script, truncated_jpeg
 from PIL import Image
 
 from data.image_io import StyleImageError
@@ -31,11 +31,6 @@ CPU = torch.device("cpu")
 GATYS_TINY = ["vgg.weights=random", "optim.steps=2", "image.size=0", "progress=false",
               "loss.content_layers=[relu2_2]", "loss.style_layers=[relu1_1,relu2_1]", "--device", "cpu"]
 SMALL = LossWeights(content_layers={"relu2_2": 1.0}, style_layers={"relu1_1": 1.0, "relu2_1": 1.0})
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    yield from one_torch_thread()
 
 
 @pytest.fixture(scope="module")

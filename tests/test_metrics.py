@@ -8,7 +8,6 @@ import math
 import numpy as np
 import pytest
 import torch
-from image_corpus import one_torch_thread
 
 from evaluation.metrics import (
     MetricUnavailable,
@@ -27,11 +26,6 @@ from evaluation.metrics import (
 )
 from models.style_losses import LossWeights, style_grams
 from models.vgg import load_vgg19
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    yield from one_torch_thread()
 
 
 def _set(n: int, seed: int, shift: int = 0, size: int = 24) -> list[torch.Tensor]:

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from image_corpus import ROOT, load_script, one_torch_thread, save_noise
+from image_corpus import ROOT, load_script, save_noise
 from PIL import Image
 
 from models.cyclegan import build_generator
@@ -27,11 +27,6 @@ report_cli = load_script("report")
 
 GATYS_TINY = ["vgg.weights=random", "optim.steps=2", "image.size=0", "progress=false",
               "loss.content_layers=[relu2_2]", "loss.style_layers=[relu1_1,relu2_1]"]
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    yield from one_torch_thread()
 
 
 @pytest.fixture(scope="module")

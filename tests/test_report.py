@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from image_corpus import ROOT, load_script, one_torch_thread
+from image_corpus import ROOT, load_script
 from PIL import Image
 
 from data.image_io import load_rgb, pil_to_uint8
@@ -28,11 +28,6 @@ from options.report import ReportConfig, validate_report
 cli = load_script("report")
 CPU = torch.device("cpu")
 GATYS_TINY = ["optim.steps=2", "loss.content_layers=[relu2_2]", "loss.style_layers=[relu1_1,relu2_1]"]
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    yield from one_torch_thread()
 
 
 @pytest.fixture(autouse=True)
