@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 import warnings
 from pathlib import Path
 
@@ -179,7 +180,7 @@ def save_image(img: Image.Image, dst: str | Path, quality: int = 95) -> None:
         img = img.convert(img.mode[:-1])
     params = {"quality": quality} if fmt in ("JPEG", "WEBP") else {}
     dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
+    tmp = dst.with_name(f".{os.getpid()}.{threading.get_ident() % 10**6}.tmp")  # short: a long name still fits
     try:
         img.save(tmp, format=fmt, **params)
         os.replace(tmp, dst)

@@ -118,6 +118,48 @@ def test_colliding_names_get_distinct_outputs_listed_once(gen_file, tmp_path, ca
     assert code == 1 and "translated 0, skipped 3 (already there)" in out  # nothing done
 
 
+def test_names_stay_with_their_inputs_when_files_are_added(gen_file, tmp_path, capsys):
+    """A literal same.jpg.png translated alone keeps its output name when same.jpg and same.png
+    arrive later: the rerun skips only its own output and translates the newcomers (an input's
+    primary name is never given to another input's collision name)."""
+    src = tmp_path / "in"
+    save_noise(src / "same.jpg.png", 8, 8, seed=2)
+    assert _test(capsys, gen_file, src, tmp_path / "out")[0] == 0
+    first = (tmp_path / "out" / "same.jpg.png").read_bytes()
+    save_noise(src / "same.jpg", 8, 8, seed=1)
+    save_noise(src / "same.png", 8, 8, seed=3)
+    code, out, _ = _test(capsys, gen_file, src, tmp_path / "out")
+    assert code == 0 and "translated 2, skipped 1 (already there), failed 0" in out
+    assert (tmp_path / "out" / "same.jpg.png").read_bytes() == first  # still the literal input's output
+    outputs = {p.name: p.read_bytes() for p in (tmp_path / "out").glob("*.png")}
+    assert sorted(outputs) == ["same.jpg.png", "same.jpg~2.png", "same.png.png"]
+    assert len(set(outputs.values())) == 3  # three different inputs, three different outputs
+
+
+def test_a_file_that_cannot_be_written_fails_alone(gen_file, tmp_path, capsys, monkeypatch):
+    """A write error about one file (a name too long for the file system) fails that file; the
+    others are written. Only errors about the folder (read-only, full) stop the run."""
+    import utils.translate
+
+    src = _photos(tmp_path / "in")
+    real = utils.translate.save_image
+
+    def too_long_for_p1(img, dst, quality=95):
+        if Path(dst).stem == "p1":
+            raise OSError(errno.ENAMETOOLONG, os.strerror(errno.ENAMETOOLONG))
+        return real(img, dst, quality)
+
+    monkeypatch.setattr(utils.translate, "save_image", too_long_for_p1)
+    code, out, err = _test(capsys, gen_file, src, tmp_path / "out")
+    assert code == 0 and "failed 1" in out and "p1.png: cannot write" in err and "File name too long" in err
+    assert len(list((tmp_path / "out").glob("*.png"))) == len(list(src.glob("*.png"))) - 1
+
+
+def test_quality_out_of_range_is_one_line(gen_file, tmp_path, capsys):
+    code, _, err = _test(capsys, gen_file, _photos(tmp_path / "in"), tmp_path / "out", "--quality", "500")
+    assert code == 2 and "--quality must be in [1, 100], got 500" in _one_error_line(err)
+
+
 def _eros(*args, **kwargs):
     raise OSError(errno.EROFS, os.strerror(errno.EROFS))
 

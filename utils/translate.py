@@ -18,6 +18,7 @@ Rules every command shares (nothing a user owns is lost):
 
 from __future__ import annotations
 
+import errno
 import itertools
 import os
 import time
@@ -45,6 +46,9 @@ from methods.base import Method
 from utils.errors import UserError
 
 MAX_PIXELS = 64_000_000  # a working size above this is refused per image (memory), with a hint
+# Write errors that concern the whole output folder (the rest would fail alike) stop the run;
+# any other (a name too long for the file system, ...) fails that one file.
+FOLDER_ERRORS = (errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT)
 
 
 class TranslateError(UserError):
@@ -128,26 +132,36 @@ def plan_outputs(input: Path, output: Path, recursive: bool = False, fmt: str = 
         suffixes = [output_suffix(fmt, f.suffix) for f in files]
     except ValueError as e:
         raise TranslateError(str(e)) from e
-    rels = [f.relative_to(root) for f in files]
-    first = [rel.with_suffix(s) for rel, s in zip(rels, suffixes)]
-    counts: dict[Path, int] = {}
-    for name in first:
-        counts[name] = counts.get(name, 0) + 1
-    names = [rel.with_name(rel.name + s) if counts[n] > 1 else n for rel, s, n in zip(rels, suffixes, first)]
-    taken: set[str] = set()
-    unique = []
-    for name in names:  # a literal "a.jpg.png" input can still meet "a.jpg" + ".png": number the later one
-        candidate, k = name, 2
-        while str(candidate).lower() in taken:
-            candidate = name.with_name(f"{name.stem}~{k}{name.suffix}")
-            k += 1
-        taken.add(str(candidate).lower())
-        unique.append(candidate)
-    plan = [(f, output / n) for f, n in zip(files, unique)]
+    plan = [(f, output / n) for f, n in zip(files, _unique_names([f.relative_to(root) for f in files], suffixes))]
     for f, dst in plan:
         if dst.resolve() == f.resolve():
             raise TranslateError(f"output {dst} would overwrite its input; choose another --output or --format")
     return plan
+
+
+def _unique_names(rels: list[Path], suffixes: list[str]) -> list[Path]:
+    """Each input's output name: its own name with the new suffix ("primary"), unless another input
+    has the same primary (``a.jpg``, ``a.png`` -> ``a.jpg.png``, ``a.png.png``). Primaries are given
+    out first, so an input that keeps its primary keeps it when files are added beside it, and a
+    rerun never mistakes another input's output for its own; a collision name that meets a primary
+    (a literal ``a.jpg.png`` input) is numbered: ``a.jpg~2.png``."""
+    primary = [rel.with_suffix(sfx) for rel, sfx in zip(rels, suffixes)]
+    key = lambda p: str(p).lower()  # noqa: E731 - case-insensitive file systems
+    counts: dict[str, int] = {}
+    for name in primary:
+        counts[key(name)] = counts.get(key(name), 0) + 1
+    out: list[Path | None] = [name if counts[key(name)] == 1 else None for name in primary]
+    taken = {key(name) for name in out if name is not None}
+    for i, (rel, sfx) in enumerate(zip(rels, suffixes)):
+        if out[i] is None:
+            base = rel.with_name(rel.name + sfx)
+            candidate, k = base, 2
+            while key(candidate) in taken:
+                candidate = base.with_name(f"{base.stem}~{k}{base.suffix}")
+                k += 1
+            taken.add(key(candidate))
+            out[i] = candidate
+    return [name for name in out if name is not None]
 
 
 def _prefetch(pool: ThreadPoolExecutor, fn, items: list, depth: int) -> Iterator:
@@ -234,8 +248,11 @@ class _FolderRun:
             try:
                 fut.result()
             except OSError as e:
-                raise TranslateError(f"cannot write {item.dst}: {e.strerror or e} (read-only or full?); "
-                                     f"{self.summary.translated} outputs were written before it") from e
+                if e.errno in FOLDER_ERRORS:  # every later file would fail the same way: stop now
+                    raise TranslateError(f"cannot write {item.dst}: {e.strerror or e} (read-only or full?); "
+                                         f"{self.summary.translated} outputs were written before it") from e
+                self.fail(item, f"cannot write {item.dst}: {e.strerror or e}")
+                continue
             self.summary.translated += 1
             self.done[item.index] = (item.src, item.dst)
             self.bar.update(1)
@@ -303,6 +320,8 @@ def run_folder(method: Method, job: FolderJob) -> FolderSummary:
     """
     if job.batch_size < 1:
         raise TranslateError(f"batch size must be >= 1, got {job.batch_size}")
+    if not 1 <= job.quality <= 100:
+        raise TranslateError(f"--quality must be in [1, 100], got {job.quality}")
     for name, value in (("--load-size", job.load_size), ("--max-size", job.max_size)):
         if value is not None and not 1 <= value <= 16384:
             raise TranslateError(f"{name} must be in [1, 16384], got {value}")
