@@ -51,9 +51,10 @@ class TrainConfig:
     compile: Literal["off", "default", "reduce-overhead", "max-autotune"] = "off"  # true = default
     grad_checkpoint: bool = False  # recompute residual blocks in backward (high resolution)
     max_nonfinite: int = 20  # stop after this many consecutive non-finite losses
-    # Adam's fused kernel: the update and the skip of a non-finite step stay on the device. false:
-    # PyTorch's default Adam (bit-identical to the public reference), one host read per update.
-    fused_adam: bool = True
+    # Adam's fused kernel: the update and the skip of a non-finite step stay on the device, no host
+    # read. off: PyTorch's default Adam (bit-identical to the public reference), one host read of the
+    # finite flag per update (free on a CPU). auto: on with CUDA, off elsewhere.
+    fused_adam: Literal["auto", "on", "off"] = "auto"
 
 
 @dataclass

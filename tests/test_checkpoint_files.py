@@ -317,3 +317,15 @@ def test_yaml_config_with_python_tags_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_training_config(cfg)
     assert not marker.exists()
+
+
+def test_a_newer_unreadable_checkpoint_does_not_delete_what_the_resumed_run_writes(run_copy: Path) -> None:
+    """keep=1 and a corrupt step 6: the run resumes from step 4; its new checkpoints (steps 5, 6 ...)
+    must survive pruning, which used to keep only the highest step number (the corrupt one)."""
+    newest = list_checkpoints(run_copy)[-1]
+    newest.write_bytes(b"garbage")
+    with pytest.warns(UserWarning, match="skipping unreadable checkpoint"):  # resumes at step 4, ends at 5
+        assert train.main(["--resume", str(run_copy), "train.max_batches_per_epoch=5", "checkpoint.keep=1"]) == 0
+    assert [p.name for p in list_checkpoints(run_copy)] == ["step_00000005.pt", "step_00000006.pt"]
+    assert read_training_checkpoint(run_copy / "checkpoints" / "step_00000005.pt").step == 5
+    assert newest.read_bytes() == b"garbage"  # the unreadable one is left for its owner to look at

@@ -65,3 +65,31 @@ def test_missing_inception_weights_turn_the_metric_off_with_one_notice(tiny_conf
     out = capsys.readouterr().out
     assert out.count("note: FID/KID during training are off: no Inception weights") == 1
     assert "fid_A" not in result.metrics and "cycle_l1" in result.metrics
+
+
+def test_fid_every_second_epoch_is_logged_when_measured_only(tiny_config, make_trainer, tiny_features, monkeypatch,
+                                                            capsys) -> None:
+    monkeypatch.setattr(during, "load_inception", lambda *a, **k: tiny_features)
+    cfg = tiny_config("eval.every_epochs=2", "optim.n_epochs=2", "optim.n_epochs_decay=1", "eval.amp=off")
+    make_trainer(cfg).fit()
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if "/3 done" in ln]
+    assert ["fid_A" in ln for ln in lines] == [False, True, False]  # measured at epoch 2 only
+    acc = EventAccumulator(str(cfg.run_dir / "tb"), size_guidance={"scalars": 0}).Reload()
+    assert [e.step for e in acc.Scalars("val/fid_A")] == [12]  # not re-logged at epochs 1 and 3
+    assert len(acc.Scalars("val/cycle_l1")) == 3
+
+
+def test_plateau_on_fid_without_the_weights_is_refused_at_start(tiny_dataset, tmp_path, monkeypatch, capsys) -> None:
+    from conftest import TINY
+
+    import train
+
+    def unavailable(*a, **k):
+        raise MetricUnavailable("no Inception weights in /nowhere and downloads are disabled")
+
+    monkeypatch.setattr(during, "load_inception", unavailable)
+    rc = train.main([f"data.root={tiny_dataset}", f"log.root={tmp_path}", *TINY, "eval.every_epochs=1",
+                     "optim.lr_policy=plateau", "optim.plateau_metric=kid"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "optim.plateau_metric=kid: the plateau schedule steps on FID/KID" in err
+    assert err.count("\n") == 1 and not (tmp_path / "cyclegan" / "checkpoints").exists()

@@ -128,6 +128,7 @@ def test_signal_saves_exits_0_and_resumes(tiny_dataset: Path, tmp_path: Path, si
         took = time.monotonic() - t0
         assert took < 10, f"took {took:.1f}s to stop"
         assert f"{sig.name} received" in proc.output and "stopped at epoch" in proc.output
+        assert proc.output.count(f"{sig.name} received") == 1  # the DataLoader workers stay quiet
 
     proc = Proc(["train.py", *args], new_session=True)
     interrupt(proc)
@@ -144,7 +145,8 @@ def test_signal_saves_exits_0_and_resumes(tiny_dataset: Path, tmp_path: Path, si
 
 def test_a_second_ctrl_c_aborts_with_exit_130_and_one_line(tiny_dataset: Path, tmp_path: Path) -> None:
     """The first SIGINT asks for a clean stop; a second before it completes aborts: exit 130, one
-    line, no traceback. A slow step (a sleep in the checkpoint write) leaves room for the second."""
+    line, no traceback, also with DataLoader workers (Ctrl-C reaches the whole process group; the
+    workers ignore it). A slow step (a sleep in the checkpoint write) leaves room for the second."""
     script = tmp_path / "slow_save.py"
     script.write_text(f"""
 import sys, time
@@ -160,12 +162,12 @@ import runpy
 sys.argv = ["train.py", *sys.argv[1:]]
 runpy.run_path({str(ROOT / "train.py")!r}, run_name="__main__")
 """)
-    proc = Proc([str(script), *_args(tiny_dataset, tmp_path, "optim.n_epochs=200", "checkpoint.every_epochs=0")],
-                new_session=True)
+    proc = Proc([str(script), *_args(tiny_dataset, tmp_path, "optim.n_epochs=200", "checkpoint.every_epochs=0",
+                                     "data.num_workers=1", "data.persistent_workers=true")], new_session=True)
     proc.wait_for(r"^epoch 1/200 done")
-    proc.p.send_signal(signal.SIGINT)
+    os.killpg(proc.p.pid, signal.SIGINT)
     proc.wait_for(r"^saving")
-    proc.p.send_signal(signal.SIGINT)
+    os.killpg(proc.p.pid, signal.SIGINT)
     assert proc.finish(timeout=30) == 130, proc.output
     assert "Traceback" not in proc.output and proc.output.rstrip().endswith("interrupted")
     assert not list_checkpoints(tmp_path / "run")  # aborted: nothing half-written was kept

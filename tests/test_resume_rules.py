@@ -135,3 +135,23 @@ def test_stored_config_round_trips_through_resume(finished_run: Path) -> None:
     stored = read_training_checkpoint(finished_run).config
     cfg = load_training_config(None, [], base=stored)
     assert to_dict(cfg) == stored and dataclasses.is_dataclass(cfg)
+
+
+def test_a_new_batch_size_mid_epoch_continues_from_the_image_reached(tiny_config, make_trainer, capsys) -> None:
+    """Stopped after 3 batches of 1 image, resumed with batches of 2: the epoch goes on from batch
+    1 (images 2-3), so one image is seen twice and none is skipped; the note says so."""
+    cut = make_trainer(tiny_config("optim.n_epochs_decay=0"))
+    real = cut.train_step
+
+    def stop_after_three(batch):
+        logs = real(batch)
+        if cut.step + 1 == 3:
+            cut.stop.requested = True
+        return logs
+
+    cut.train_step = stop_after_three
+    cut.cfg.log.scalars_every = 1  # check the stop request every step
+    assert cut.fit().step == 3
+    resumed = make_trainer(tiny_config("optim.n_epochs_decay=0", "data.batch_size=2", f"resume={cut.run_dir}"))
+    assert resumed.batch_in_epoch == 1 and resumed.step == 3
+    assert "data.batch_size 1 -> 2 mid-epoch: 1 image(s) of epoch 1 are seen twice" in capsys.readouterr().out

@@ -73,8 +73,10 @@ def test_fp16_refuses_on_cpu_with_a_clear_message(tiny_config, make_trainer) -> 
         make_trainer(tiny_config("device=cpu", "train.amp=fp16"))
 
 
-def test_adam_is_fused_by_default(tiny_config, make_trainer) -> None:
-    t = make_trainer(tiny_config())
+def test_adam_is_fused_on_cuda_and_the_references_elsewhere_by_default(tiny_config, make_trainer) -> None:
+    t = make_trainer(tiny_config())  # auto on a CPU: the unfused Adam, bit-identical to the reference
+    assert not t.fused and all(o.defaults["fused"] is None for o in t.optimizers.values())
+    t = make_trainer(tiny_config("train.fused_adam=on", "name=fused"))
     assert t.fused and all(o.defaults["fused"] for o in t.optimizers.values())
 
 
@@ -171,18 +173,17 @@ def test_a_training_step_reads_nothing_back_from_the_device(tiny_config, make_tr
                                                            extra) -> None:
     """Loss values and finite flags stay on the device; they are read once per log.scalars_every
     steps (here: never within the steps counted)."""
-    t = make_trainer(tiny_config("log.scalars_every=1000", "log.images_every=0", *extra))
+    t = make_trainer(tiny_config("log.scalars_every=1000", "log.images_every=0", "train.fused_adam=on", *extra))
     batch = _batch(t)
     t.window.add(t.train_step(batch))  # warm-up: lazy state (Adam moments, pools) is created here
     reads = _HostReads(monkeypatch)
     for _ in range(3):
         t.window.add(t.train_step(batch))
         t.step += 1
-    monkeypatch.undo()
     assert reads.calls == [], reads.calls
-    before = len(reads.calls)
-    t._flush_scalars(None)  # the one read of the window
-    assert before == 0
+    t._flush_scalars(None)  # the one read of the window: a single transfer of every value
+    monkeypatch.undo()
+    assert reads.calls == ["tolist"], reads.calls
 
 
 def test_the_unfused_optimiser_reads_one_flag_per_update(tiny_config, make_trainer, monkeypatch) -> None:

@@ -51,3 +51,11 @@ def test_unreadable_validation_images_are_an_error_not_a_perfect_score(tiny_data
     rc = train.main([f"data.root={root}", f"log.root={tmp_path / 'runs'}", *TINY, "optim.lr_policy=plateau"])
     err = capsys.readouterr().err
     assert rc == 2 and "held-out validation images" in err and "data.val_images=0" in err
+
+
+def test_a_batch_larger_than_the_data_is_an_error_not_an_empty_run(tiny_dataset: Path, tmp_path: Path,
+                                                                  capsys) -> None:
+    """drop_last (fixed shapes) with fewer images than one batch would train 0 steps and exit 0."""
+    rc = train.main([f"data.root={tiny_dataset}", f"log.root={tmp_path / 'runs'}", *TINY, "data.batch_size=16"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "data.batch_size=16 x 1 process(es) is more than the 6 training images" in err

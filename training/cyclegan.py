@@ -97,6 +97,12 @@ class CycleGANTrainer(Trainer):
 
             self.evaluator = TrainingEvaluator(root, cfg.eval, d.crop_size, self.device,
                                                log=print if self.is_main else None)
+        o = cfg.optim
+        if (o.lr_policy == "plateau" and o.plateau_metric != "cycle_l1" and self.is_main
+                and not (self.evaluator is not None and self.evaluator.available)):
+            raise TrainingError(f"optim.plateau_metric={o.plateau_metric}: the plateau schedule steps on FID/KID, "
+                                f"which cannot be computed here (see the note above); give the Inception weights "
+                                f"(eval.inception_weights=PATH) or use optim.plateau_metric=cycle_l1")
 
     def build_networks(self) -> None:
         m, t = self.cfg.model, self.cfg.train

@@ -56,6 +56,17 @@ def resume(trainer: Any, path: str | Path) -> list[str]:
         raise CheckpointError(f"{ckpt.path}: {e}") from e
     c = ckpt.counters
     trainer.epoch, trainer.batch_in_epoch, trainer.step = c["epoch"], c["batch_in_epoch"], c["step"]
+    old_batch = int(stored.get("data", {}).get("batch_size", trainer.cfg.data.batch_size))
+    new_batch = trainer.cfg.data.batch_size
+    if trainer.batch_in_epoch and old_batch != new_batch:
+        # The epoch's position is in images: with another batch size, continue from the batch that
+        # holds the next image (up to new_batch - 1 images of this epoch are seen twice).
+        seen = trainer.batch_in_epoch * old_batch
+        trainer.batch_in_epoch = seen // new_batch
+        if trainer.is_main:
+            again = seen - trainer.batch_in_epoch * new_batch
+            print(f"note: data.batch_size {old_batch} -> {new_batch} mid-epoch: {again} image(s) of epoch "
+                  f"{trainer.epoch + 1} are seen twice", flush=True)
     trainer.nonfinite_total = int(c.get("nonfinite_total", 0))
     trainer.metrics = {k: v for k, v in ckpt.metrics.items() if v is not None}
     trainer.skipped_images = set(ckpt.skipped_images)

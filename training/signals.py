@@ -36,3 +36,11 @@ class StopRequests:
     def __exit__(self, *exc: object) -> None:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
+
+
+def ignore_stop_signals(worker_id: int) -> None:
+    """DataLoader ``worker_init_fn``: a forked worker inherits the trainer's handlers, so a Ctrl-C to
+    the process group would set its own flag, print the notice again and, the second time, kill the
+    worker mid-batch. Workers ignore the signals; the trainer stops them when it exits."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)

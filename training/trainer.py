@@ -10,8 +10,9 @@ checkpoints, resume, signals, non-finite steps, progress.
 they are accumulated there and read once per ``log.scalars_every`` steps. A step whose loss
 is not finite is skipped on the device: :meth:`update` hands the flag to the fused Adam
 kernel (``found_inf``), which leaves parameters and moments untouched; the skip is counted
-and reported at the next read. With ``train.fused_adam=false`` PyTorch's default Adam runs
-(bit-identical to the public reference) and the flag is read once per update instead.
+and reported at the next read. ``train.fused_adam`` is ``auto``: fused on CUDA; elsewhere
+PyTorch's default Adam (bit-identical to the public reference) runs and the flag is read once
+per update (on a CPU there is no device to wait for).
 
 Everything needed to continue exactly is checkpointed (see :mod:`utils.checkpoint`).
 """
@@ -40,7 +41,7 @@ from training.resume import resume
 from training.rng import rng_state, seed_everything
 from training.run_dir import RunFolder
 from training.schedulers import Scheduler, build_scheduler, step_scheduler
-from training.signals import StopRequests
+from training.signals import StopRequests, ignore_stop_signals
 from training.window import LossWindow
 from utils.checkpoint import CheckpointError, checkpoint_path, prune_checkpoints, save_atomic, training_state
 from utils.device import DeviceError, autocast_context, resolve_device
@@ -102,6 +103,11 @@ class Trainer:
         self.last_checkpoint: Path | None = None
         self.compile_fallback = CompileFallback()
         self.build_data()
+        if self.batches_per_epoch() == 0:
+            raise TrainingError(
+                f"data.batch_size={cfg.data.batch_size} x {self.world} process(es) is more than the "
+                f"{len(self.sampler.inner)} training images each process gets: no full batch to train on; "
+                f"lower data.batch_size")
         self.build_networks()
         self.nets: dict[str, nn.Module] = self.networks()
         self._build_optimisation()
@@ -174,6 +180,7 @@ class Trainer:
             persistent_workers=d.persistent_workers and workers > 0,
             prefetch_factor=d.prefetch_factor if workers > 0 else None,
             drop_last=d.batch_size > 1,  # fixed shapes: a captured graph is reused every step
+            worker_init_fn=ignore_stop_signals if workers > 0 else None,
         )
 
     def update(self, name: str, loss: torch.Tensor) -> torch.Tensor:
@@ -222,7 +229,8 @@ class Trainer:
 
     def _build_optimisation(self) -> None:
         o, t = self.cfg.optim, self.cfg.train
-        self.fused = getattr(t, "fused_adam", True) and self.device.type in ("cuda", "cpu")
+        fused = getattr(t, "fused_adam", "auto")
+        self.fused = (self.device.type == "cuda") if fused == "auto" else fused == "on"
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
         for name, (params, lr) in self.optimizer_groups().items():
             self.optimizers[name] = torch.optim.Adam(params, lr=lr, betas=(o.beta1, o.beta2),
@@ -260,7 +268,7 @@ class Trainer:
                 print(f"WARNING: {e}; the previous checkpoint {self.last_checkpoint} is intact", file=sys.stderr)
                 path = None
             else:
-                prune_checkpoints(self.run_dir, self.cfg.checkpoint.keep)
+                prune_checkpoints(self.run_dir, self.cfg.checkpoint.keep, self.step)
                 self.last_checkpoint = path
         dist.barrier()
         return path
@@ -388,7 +396,8 @@ class Trainer:
 
     def _end_epoch(self) -> None:
         cfg = self.cfg
-        self.metrics.update(self.validate())
+        fresh = self.validate()  # this epoch's; FID every few epochs is not re-logged in between
+        self.metrics.update(fresh)
         value = self.plateau_value()
         for sched in self.schedulers.values():
             step_scheduler(sched, value)
@@ -396,9 +405,9 @@ class Trainer:
         self.batch_in_epoch = 0
         lrs = {f"lr/{n}": o.param_groups[0]["lr"] for n, o in self.optimizers.items()}
         self.logger.scalars(self.step, {**lrs, "epoch": self.epoch,
-                                        **{f"val/{k}": v for k, v in self.metrics.items() if math.isfinite(v)}})
+                                        **{f"val/{k}": v for k, v in fresh.items() if math.isfinite(v)}})
         if self.is_main:
-            vals = "".join(f"val {k} {v:.4f} | " for k, v in self.metrics.items() if not k.startswith("images_"))
+            vals = "".join(f"val {k} {v:.4f} | " for k, v in fresh.items() if not k.startswith("images_"))
             health = "".join([f" | skipped images {len(self.skipped_images)}" if self.skipped_images else "",
                               f" | non-finite steps {self.nonfinite_total}" if self.nonfinite_total else ""])
             lr = next(iter(self.optimizers.values())).param_groups[0]["lr"]

@@ -159,14 +159,20 @@ def load_file(path: str | Path, map_location: str | torch.device = "cpu") -> Any
         raise CheckpointError(f"{path} is not a readable checkpoint (truncated or corrupt?): {text}") from e
 
 
-def prune_checkpoints(run_dir: str | Path, keep: int) -> None:
-    """Delete all but the newest ``keep`` checkpoints and this process's stale temp files.
+def prune_checkpoints(run_dir: str | Path, keep: int, current_step: int | None = None) -> None:
+    """Delete all but the newest ``keep`` checkpoints up to ``current_step`` and stale temp files.
+
+    Checkpoints of a later step than the run's own (a newer one that could not be read, skipped
+    on resume) are left alone: they would otherwise outrank, and at once delete, every checkpoint
+    the resumed run writes.
 
     Another process's temp file is left alone: only a live trainer writes into a run folder
     (see :mod:`training.run_dir`), so a foreign temp file is the remains of a killed one, and
     deleting it is harmless but never needed for correctness.
     """
-    for path in list_checkpoints(run_dir)[:-keep]:
+    own = [p for p in list_checkpoints(run_dir)
+           if current_step is None or int(_NAME.match(p.name).group(1)) <= current_step]
+    for path in own[:-keep]:
         path.unlink(missing_ok=True)
     folder = Path(run_dir) / CKPT_DIR
     if folder.is_dir():
