@@ -38,8 +38,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         "model's name (style_monet, candy, ...)")
     p.add_argument("--input", required=True, help="folder of images, or one image")
     cli.add_output(p, "folder for the results (not the input folder or inside it)", required=True)
-    p.add_argument("--method", default="auto", choices=["auto", "cyclegan", "johnson", "wct", "adain"],
-                   help="auto: read off the checkpoint")
+    from methods.registry import METHODS  # names only: no torch
+
+    p.add_argument("--method", default="auto", choices=["auto", *(m for m in METHODS if m != "gatys")],
+                   help="auto: read off the checkpoint (Gatys: stylize.py)")
     p.add_argument("--direction", choices=["AtoB", "BtoA"], default="AtoB",
                    help="CycleGAN: AtoB uses G_A, BtoA uses G_B (a single-generator file ignores this)")
     p.add_argument("--style", nargs="+", default=[], metavar="IMAGE", help="style image(s): WCT and AdaIN")

@@ -180,6 +180,9 @@ def run_methods(cfg: ReportConfig, test: TestSet, out: Path, device: torch.devic
                 log: Log = print) -> list[MethodRun]:
     """Each configured method on every test input (or its reused outputs), in config order."""
     inputs_key = [file_fingerprint(p) for p in test.inputs]
+    for i, opts in enumerate(cfg.methods):  # every entry checked before any runs (they may take long)
+        if opts.method != "auto" and method_class(opts.method).needs_checkpoint and not opts.checkpoint:
+            raise ReportError(f"methods.{i}: {opts.method} needs a checkpoint")
     runs, taken = [], {"input"}
     for opts in cfg.methods:
         opts = dataclasses.replace(opts)

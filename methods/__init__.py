@@ -1,24 +1,19 @@
-"""Registered methods and :func:`load_method`, the one way commands and the report build one.
+""":func:`load_method`, the one way commands and the report build a method.
 
 Adding a method = a module here implementing :class:`methods.base.Method` + one line in
-:data:`METHODS` + its settings schema in ``options/``; the report and ``test.py`` need no edit.
+:data:`methods.registry.METHODS` + its settings schema in ``options/``; the report and
+``test.py`` need no edit.
 """
 
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from options.methods import MethodOptions, validate_method_options
+from methods.registry import METHODS
 
-# name -> "module:class" (imported on use)
-METHODS: dict[str, str] = {
-    "cyclegan": "methods.cyclegan:CycleGANMethod",
-    "gatys": "methods.gatys:GatysMethod",
-    "johnson": "methods.johnson:JohnsonMethod",
-    "wct": "methods.wct:WCTMethod",
-    "adain": "methods.wct:AdaINMethod",
-}
+if TYPE_CHECKING:  # options.methods reads the registry: importing it here at load time would be circular
+    from options.methods import MethodOptions
 
 
 def method_class(name: str) -> Any:
@@ -36,13 +31,18 @@ def load_method(opts: MethodOptions, device: Any = "auto") -> Any:
     ``opts.method == "auto"`` reads the method off the checkpoint (our runs say which; foreign
     files are recognised by their keys).
     """
+    from methods.base import MethodError
+    from options.methods import validate_method_options
     from utils.checkpoint import open_weights
     from utils.device import resolve_device
 
     validate_method_options(opts)
     dev = resolve_device(device)
     name, file = opts.method, None
-    if opts.checkpoint and name != "gatys":
+    needs = name == "auto" or method_class(name).needs_checkpoint
+    if needs and not opts.checkpoint:
+        raise MethodError(f"{name} needs --checkpoint (a run folder, a weights file or a downloaded model's name)")
+    if needs:
         file = open_weights(opts.checkpoint, opts.direction)
         if name == "auto":
             name = file.method

@@ -51,6 +51,7 @@ class Method(ABC):
 
     key = ""  # registry name: cyclegan, gatys, johnson, wct, adain
     takes_style = False  # True: style images are an input at test time
+    needs_checkpoint = True  # False: nothing to load (an optimisation method)
 
     def __init__(self, device: torch.device, amp: str = "off", label: str = "") -> None:
         self.device = device

@@ -58,6 +58,7 @@ def build_extractor(cfg: GatysConfig, device: torch.device) -> tuple[VGG19Featur
 class GatysMethod(Method):
     key = "gatys"
     takes_style = True
+    needs_checkpoint = False
 
     def __init__(self, cfg: GatysConfig, styles: list[Path], blend: list[float] | None,
                  extractor: tuple[VGG19Features, VGGInfo], opts: MethodOptions, device: torch.device,

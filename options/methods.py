@@ -12,14 +12,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from methods.registry import METHODS
 from options.config import check
-
-METHOD_NAMES = ("auto", "cyclegan", "gatys", "johnson", "wct", "adain")
 
 
 @dataclass
 class MethodOptions:
-    method: str = "auto"  # cyclegan | gatys | johnson | wct | adain | auto (read off the checkpoint)
+    method: str = "auto"  # a registered method (methods/registry.py) or auto: read off the checkpoint
     checkpoint: str = ""  # run folder, checkpoint file, foreign weights file, or a downloaded model's name
     direction: Literal["AtoB", "BtoA"] = "AtoB"  # CycleGAN: AtoB uses G_A, BtoA uses G_B
     style: list[str] = field(default_factory=list)  # style images (methods that take a style at test time)
@@ -33,9 +32,10 @@ class MethodOptions:
 
 
 def validate_method_options(o: MethodOptions, key: str = "") -> None:
-    check(o.method in METHOD_NAMES, f"{key}method", f"{o.method!r} is not a method; valid: {', '.join(METHOD_NAMES)}")
-    check(o.method in ("gatys",) or bool(o.checkpoint) or o.method == "auto" and bool(o.checkpoint),
-          f"{key}checkpoint", f"{o.method} needs a checkpoint (a run folder, a weights file or a model name)")
+    valid = ("auto", *METHODS)
+    check(o.method in valid, f"{key}method", f"{o.method!r} is not a method; valid: {', '.join(valid)}")
+    check(o.method != "auto" or bool(o.checkpoint), f"{key}checkpoint",
+          "method auto reads the method off a checkpoint: give one (or name the method)")
     check(0.0 <= o.alpha <= 1.0, f"{key}alpha", f"must be in [0, 1], got {o.alpha}")
     check(all(w >= 0 for w in o.style_weights) and (not o.style_weights or sum(o.style_weights) > 0),
           f"{key}style_weights", "weights must be >= 0 with a positive sum")
