@@ -88,7 +88,9 @@ def main(argv: list[str] | None = None) -> int:
                       "outputs": [str(dst) for _, dst in summary.pairs], "config": json.loads(json.dumps(
                           __import__("dataclasses").asdict(cfg)))}
             try:
-                (job.output / "gatys_run.json").write_text(json.dumps(record, indent=2))
+                from utils.files import write_text_atomic
+
+                write_text_atomic(job.output / "gatys_run.json", json.dumps(record, indent=2))
             except OSError as e:
                 raise UserError(f"cannot write {job.output / 'gatys_run.json'}: {e.strerror or e} (read-only or "
                                 f"full?); the {summary.translated} stylized image(s) were written") from e

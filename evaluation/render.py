@@ -25,6 +25,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from data.image_io import load_rgb
 from evaluation.report_data import ReportData, Row
+from utils.files import write_text_atomic
 
 COLUMNS = ("method", "FID", "KID", "PSNR", "SSIM", "content loss", "style loss", "s/image", "speed", "device")
 
@@ -212,19 +213,19 @@ def write_html(path: Path, data: ReportData, max_rows: int = 100, thumb: int = 2
         + (f"<h2>Style image{'s' if len(data.facts.styles) > 1 else ''}</h2>\n{style_imgs}\n" if style_imgs else "")
         + (f"<h2>Training curves</h2>\n{curves}\n" if curves else "")
         + "<h2>Images</h2>\n" + shown + "\n".join(body) + "\n</body></html>\n")
-    path.write_text(page, encoding="utf-8")
+    write_text_atomic(path, page)
     return path
 
 
 def write_report(data: ReportData, out: Path) -> dict[str, Any]:
     """Every file of the report into ``out``; returns the content of ``metrics.json``."""
     out.mkdir(parents=True, exist_ok=True)
-    (out / "metrics.md").write_text(f"# {data.config.title}\n\n" + markdown_table(data) + "\n"
-                                    + "".join(f"- {x}\n" for x in notes(data)), encoding="utf-8")
+    write_text_atomic(out / "metrics.md", f"# {data.config.title}\n\n" + markdown_table(data) + "\n"
+                      + "".join(f"- {x}\n" for x in notes(data)))
     write_html(out / "index.html", data, data.config.html_rows)
     write_grid(out / "grid.png", data, data.config.grid_rows)
     result = metrics_json(data)
-    (out / "metrics.json").write_text(json.dumps(result, indent=2), encoding="utf-8")
+    write_text_atomic(out / "metrics.json", json.dumps(result, indent=2))  # last: it marks a complete report
     return result
 
 

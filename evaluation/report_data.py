@@ -46,6 +46,7 @@ from models.vgg import VGG19Features, VGGInfo, load_vgg19
 from options.report import ReportConfig
 from utils.checkpoint import open_weights
 from utils.errors import UserError
+from utils.files import write_text_atomic
 from utils.translate import FolderJob, plan_outputs, run_folder
 
 Log = Callable[[str], None]
@@ -210,9 +211,9 @@ def run_methods(cfg: ReportConfig, test: TestSet, out: Path, device: torch.devic
         run = MethodRun(slug, method.key, method.name, outputs, summary.seconds_per_image,
                         describe_device(method.device), False, method.describe(), method.settings(),
                         _run_dir_of(method))
-        (folder / "run.json").write_text(json.dumps({"key": key, "seconds_per_image": run.seconds_per_image,
-                                                      "device": run.device, "images": len(outputs),
-                                                      "describe": run.description}, indent=2))
+        write_text_atomic(folder / "run.json", json.dumps({"key": key, "seconds_per_image": run.seconds_per_image,
+                                                           "device": run.device, "images": len(outputs),
+                                                           "describe": run.description}, indent=2))
         log(f"{slug}: {len(outputs)} images, {run.seconds_per_image:.4f} s/image on {run.device}")
         runs.append(run)
     return runs

@@ -249,7 +249,9 @@ def to_yaml(cfg: Any) -> str:
 
 
 def save(cfg: Any, path: str | Path) -> None:
-    Path(path).write_text(to_yaml(cfg), encoding="utf-8")
+    from utils.files import write_text_atomic
+
+    write_text_atomic(path, to_yaml(cfg))
 
 
 def changed_keys(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:

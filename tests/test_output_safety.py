@@ -233,15 +233,16 @@ def test_stylize_refuses_output_equal_to_or_inside_the_content(tmp_path, capsys,
 
 
 def _fail_writing(monkeypatch, name: str) -> None:
-    """Writing a file called ``name`` fails as on a read-only or full disk (root ignores permissions)."""
-    real = Path.write_text
+    """Writing a file called ``name`` fails as on a read-only or full disk (root ignores permissions):
+    its atomic rename into place fails."""
+    real = os.replace
 
-    def write_text(self, *args, **kwargs):
-        if self.name == name:
+    def replace(src, dst, *args, **kwargs):
+        if Path(dst).name == name:
             _eros()
-        return real(self, *args, **kwargs)
+        return real(src, dst, *args, **kwargs)
 
-    monkeypatch.setattr(Path, "write_text", write_text)
+    monkeypatch.setattr(os, "replace", replace)
 
 
 def test_stylize_record_that_cannot_be_written_is_one_line(tmp_path, capsys, monkeypatch):
@@ -316,3 +317,21 @@ def test_report_that_cannot_be_written_is_one_line(tiny_dataset, tmp_path, capsy
     line = _one_error_line(capsys.readouterr().err)
     assert code == 2 and f"cannot write the report into {out}: Read-only file system" in line
     assert (out / "outputs" / "gatys" / "0000.png").is_file()  # the method's work is kept for the rerun
+
+
+def test_a_failed_rewrite_keeps_the_previous_file(tmp_path, monkeypatch):
+    """Reports, records and configs are written atomically: a full disk mid-write leaves the
+    previous version whole and no temp file behind."""
+    from utils.files import write_text_atomic
+
+    path = write_text_atomic(tmp_path / "metrics.json", '{"old": 1}')
+    real_fsync = os.fsync
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(OSError, match="No space left"):
+        write_text_atomic(path, '{"new": 2}')
+    monkeypatch.setattr(os, "fsync", real_fsync)
+    assert path.read_text() == '{"old": 1}' and [p.name for p in tmp_path.iterdir()] == ["metrics.json"]

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from data.image_io import BadImageError, load_rgb, save_image
 from utils.errors import UserError
+from utils.files import write_text_atomic
 
 _BROWSER_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif")
 
@@ -60,13 +61,7 @@ def write_gallery(output: str | Path, pairs: list[tuple[Path, Path]], failed: li
             + f"<p>{len(pairs)} images</p>\n"
             "<table><tr><th>#</th><th>name</th><th>input</th><th>output</th></tr>\n" + "\n".join(rows) + "\n</table>\n"
             + (f"<h2>Failed ({len(failed or [])})</h2><ul>{fails}</ul>\n" if fails else "") + "</body></html>\n")
-        index = out / "index.html"
-        tmp = out / f".index.html.{os.getpid()}.tmp"
-        try:
-            tmp.write_text(page, encoding="utf-8")
-            os.replace(tmp, index)
-        finally:  # a failed write or rename leaves no temp file in the user's folder
-            tmp.unlink(missing_ok=True)
+        index = write_text_atomic(out / "index.html", page)  # no half page, no temp file left behind
     except OSError as e:
         raise UserError(f"cannot write the gallery in {out}: {e.strerror or e} (read-only or full?); the translated "
                         f"images themselves were written") from e
