@@ -19,9 +19,9 @@ setup: $(STAMP)
 demo: setup train-demo translate-demo report-demo
 
 train-demo: setup
-	$(PY) train.py --config experiments/quickstart.yaml
-	$(PY) train.py --config experiments/johnson_demo.yaml
-	$(PY) train.py --config experiments/wct_demo.yaml
+	$(PY) train.py --config experiments/quickstart.yaml --overwrite
+	$(PY) train.py --config experiments/johnson_demo.yaml --overwrite
+	$(PY) train.py --config experiments/wct_demo.yaml --overwrite
 
 translate-demo: setup
 	$(PY) test.py --checkpoint runs/quickstart --input datasets/demo/testB --output results/quickstart/BtoA \

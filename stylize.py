@@ -34,6 +34,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     cli.add_device(p, default=None)
     cli.add_overwrite(p)
     p.add_argument("--recursive", action="store_true", help="also stylize images in sub-folders")
+    p.add_argument("--preserve-color", action="store_true",
+                   help="luminance-only: keep the content's colours (= image.preserve_color=true)")
     p.add_argument("--vgg-weights", metavar="FILE", help="shortcut for vgg.weights=FILE (a local VGG-19 file)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p.parse_intermixed_args(argv)
@@ -53,6 +55,8 @@ def main(argv: list[str] | None = None) -> int:
             settings.append(f"device={args.device}")
         if args.no_progress:
             settings.append("progress=false")
+        if args.preserve_color:
+            settings.append("image.preserve_color=true")
         cfg = load_gatys_config(args.config, settings)
         if args.dry_run:
             print(to_yaml(cfg), end="")

@@ -69,7 +69,8 @@ def find_inception_weights(weights: str | None = None, allow_download: bool = Tr
         if (cache / name).is_file():
             return cache / name
     dst = cache / INCEPTION_FILES[0]
-    help_text = (f"put {INCEPTION_FILES[0]} (from {INCEPTION_URL}) in {cache} or pass --inception-weights PATH")
+    help_text = (f"put {INCEPTION_FILES[0]} (from {INCEPTION_URL}) in {cache}, or name a local copy: "
+                 f"inception_weights=PATH (report.py) or eval.inception_weights=PATH (train.py)")
     if not allow_download:
         raise MetricUnavailable(f"no Inception weights in {cache} and downloads are disabled; {help_text}")
     from data.download import DownloadError, fetch_file

@@ -45,7 +45,8 @@ Init = Literal["content", "noise", "noisy_content"]
 
 @dataclass
 class GatysParams:
-    """Everything :func:`stylize` needs besides the images; see ``options/gatys_config.py``."""
+    """Everything :func:`stylize` needs besides the images (built from the config by
+    :func:`methods.gatys.gatys_params`)."""
 
     weights: LossWeights = field(default_factory=LossWeights)
     optimizer: Optimizer = "lbfgs"
