@@ -30,6 +30,9 @@ TINY = [
     "log.images_every=4", "train.pool_size=4",
 ]
 BATCHES_PER_EPOCH = 6  # 8 images - 2 held out, batch size 1
+# The one tiny Gatys: a random-weight VGG cut after relu2_2, 2 L-BFGS steps, images kept at their size.
+GATYS_TINY = ["vgg.weights=random", "optim.steps=2", "image.size=0", "progress=false",
+              "loss.content_layers=[relu2_2]", "loss.style_layers=[relu1_1,relu2_1]"]
 
 
 @pytest.fixture(scope="session", autouse=True)

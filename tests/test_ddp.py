@@ -11,17 +11,15 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import TINY
 
 from utils.checkpoint import list_checkpoints
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = [
-    "device=cpu", "data.demo=false", "data.load_size=36", "data.crop_size=32", "data.num_workers=0",
-    "data.val_images=2", "data.batch_size=1", "model.ngf=8", "model.ndf=8", "model.n_blocks=1",
-    "model.n_layers_D=2", "optim.lr_policy=plateau", "optim.n_epochs_decay=0", "train.max_batches_per_epoch=3",
-    "train.pool_size=2", "train.amp=off", "log.progress=false", "log.scalars_every=1", "log.images_every=2",
-    "checkpoint.keep=5",
-]
+# The tiny config (conftest), 3 steps an epoch on each of 2 processes, plateau on the validation metric.
+DDP = [*TINY, "data.demo=false", "data.batch_size=1", "optim.lr_policy=plateau", "optim.n_epochs_decay=0",
+       "train.max_batches_per_epoch=3", "train.pool_size=2", "train.amp=off", "log.scalars_every=1",
+       "log.images_every=2", "checkpoint.keep=5"]
 
 
 def torchrun(dump: Path, *args: str) -> subprocess.CompletedProcess:
@@ -53,7 +51,7 @@ def assert_same_weights(a: dict, b: dict) -> None:
 def test_torchrun_two_cpu_processes_sync_write_once_and_resume(tiny_dataset: Path, tmp_path: Path) -> None:
     runs = tmp_path / "runs"
     common = ["--config", str(ROOT / "experiments" / "quickstart.yaml"), f"data.root={tiny_dataset}",
-              f"log.root={runs}", "name=ddp", *TINY]
+              f"log.root={runs}", "name=ddp", *DDP]
 
     # ---- 2 epochs of 3 steps on 2 ranks
     proc = torchrun(tmp_path / "dump1", *common, "optim.n_epochs=2")
@@ -99,7 +97,7 @@ def test_two_processes_of_batch_1_train_as_one_process_of_batch_2(tiny_dataset: 
     arithmetic (the norm removes them); Adam's first step, lr * g / |g|, turns the float noise
     of those zeros into moves of up to lr either way. They do not change any output."""
     lr = 2e-4
-    one_step = [f"data.root={tiny_dataset}", *TINY, "optim.lr_policy=linear", "optim.n_epochs=1",
+    one_step = [f"data.root={tiny_dataset}", *DDP, "optim.lr_policy=linear", "optim.n_epochs=1",
                 "train.max_batches_per_epoch=1", "deterministic=true", f"optim.lr={lr}"]
     torchrun(tmp_path / "dump", *one_step, f"log.root={tmp_path / 'ddp'}", "name=ddp")
     ddp, _ = load_dumps(tmp_path / "dump")

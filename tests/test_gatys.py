@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 import torchvision
+from conftest import GATYS_TINY
 from image_corpus import ROOT, load_script, truncated_jpeg
 from PIL import Image
 
@@ -28,8 +29,7 @@ from options.methods import MethodOptions
 
 stylize_cli = load_script("stylize")
 CPU = torch.device("cpu")
-GATYS_TINY = ["vgg.weights=random", "optim.steps=2", "image.size=0", "progress=false",
-              "loss.content_layers=[relu2_2]", "loss.style_layers=[relu1_1,relu2_1]", "--device", "cpu"]
+GATYS_TINY = [*GATYS_TINY, "--device", "cpu"]  # on the command line
 SMALL = LossWeights(content_layers={"relu2_2": 1.0}, style_layers={"relu1_1": 1.0, "relu2_1": 1.0})
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from conftest import GATYS_TINY
 from image_corpus import ROOT, load_script, save_noise
 from PIL import Image
 
@@ -25,8 +26,6 @@ test_cli = load_script("test")
 stylize_cli = load_script("stylize")
 report_cli = load_script("report")
 
-GATYS_TINY = ["vgg.weights=random", "optim.steps=2", "image.size=0", "progress=false",
-              "loss.content_layers=[relu2_2]", "loss.style_layers=[relu1_1,relu2_1]"]
 
 
 @pytest.fixture(scope="module")
