@@ -363,3 +363,37 @@ def test_help_is_fast_and_imports_no_torch() -> None:
     assert "  python -m data.download style_monet             # -> checkpoints/style_monet_pretrained/" in done.stdout
     options = " ".join(done.stdout.split("\noptions:")[1].split())  # argparse wraps to the terminal's width
     assert "--output DIR" in options and "(default: 60.0)" in options and "--root" not in options  # hidden alias
+
+
+def test_test_py_finds_a_downloaded_generator_by_name(tmp_path: Path, served, monkeypatch, capsys) -> None:
+    """`python -m data.download style_monet` then `python test.py --checkpoint style_monet`: the name
+    finds the file (checkpoints/style_monet_pretrained/latest_net_G.pth, as the reference lays it out)."""
+    import io
+
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    import test as test_cli
+    from models.cyclegan import build_generator
+
+    buf = io.BytesIO()
+    torch.save(build_generator(ngf=8, n_blocks=1).state_dict(), buf)
+    base, routes = served
+    routes["/style_monet.pth"] = buf.getvalue()
+    _point(monkeypatch, "style_monet", f"{base}/style_monet.pth")
+    monkeypatch.chdir(tmp_path)  # checkpoints/ is relative to where the commands run, as for the reference
+    assert main(["style_monet"]) == 0
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.fromarray(np.full((20, 28, 3), 120, np.uint8)).save(photos / "a.png")
+    capsys.readouterr()
+    assert test_cli.main(["--checkpoint", "style_monet", "--input", str(photos), "--output", str(tmp_path / "out"),
+                          "--device", "cpu", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "checkpoints/style_monet_pretrained/latest_net_G.pth (pretrained)" in out
+    assert Image.open(tmp_path / "out" / "a.png").size == (28, 20)
+    assert test_cli.main(["--checkpoint", "style_vangogh", "--input", str(photos), "--output",
+                          str(tmp_path / "o2")]) == 2
+    err = capsys.readouterr().err
+    assert "no downloaded pretrained model of that name" in err and "python -m data.download style_vangogh" in err
