@@ -1,10 +1,9 @@
-"""Data: transforms, the unaligned dataset, the single-folder dataset, the epoch sampler, the demo
-dataset, and training over a folder of bad and odd images (decoding itself: test_image_io.py;
-downloads: test_download.py)."""
+"""Data: transforms, the unaligned dataset, the single-folder dataset, the epoch sampler, and
+training over a folder of bad and odd images (decoding itself: test_image_io.py; downloads:
+test_download.py; the demo dataset: test_demo.py)."""
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
@@ -14,7 +13,6 @@ import torch
 from image_corpus import BAD, make_corpus, truncated_jpeg
 from PIL import Image
 
-from data.demo import DemoSpec, make_demo_dataset
 from data.folder import ImageFolderDataset, content_images
 from data.image_io import list_images
 from data.samplers import EpochSampler
@@ -115,26 +113,6 @@ def test_epoch_sampler_shards_and_resumes() -> None:
     assert [i for _, i in s0] == i0[2:] and len(s0) == len(i0) - 2
     s0.set_epoch(4)
     assert [i for _, i in s0] != i0  # a new permutation each epoch
-
-
-def test_demo_dataset_layout_pairs_and_determinism(tmp_path: Path) -> None:
-    spec = DemoSpec(size=24, n_train_A=3, n_train_B=4, n_test=2, seed=5)
-    a = make_demo_dataset(tmp_path / "a", spec)
-    b = make_demo_dataset(tmp_path / "b", spec)
-    for sub, n in (("trainA", 3), ("trainB", 4), ("testA", 2), ("testB", 2)):
-        names = sorted(p.name for p in (a / sub).iterdir())
-        assert len(names) == n
-        for name in names:
-            assert (a / sub / name).read_bytes() == (b / sub / name).read_bytes()
-    assert sorted(p.name for p in (a / "testA").iterdir()) == sorted(p.name for p in (a / "testB").iterdir())
-    meta = json.loads((a / "demo.json").read_text())
-    assert meta["domains"] == {"A": "painting", "B": "photo"}
-    # Train photos and test photos come from disjoint bands of the sources.
-    bands = meta["bands"]
-    assert bands["trainA"][1] <= bands["trainB"][0] and bands["trainB"][1] <= bands["test"][0]
-    painting = np.asarray(Image.open(a / "testA" / "0000.png"), dtype=float)
-    photo = np.asarray(Image.open(a / "testB" / "0000.png"), dtype=float)
-    assert painting.shape == photo.shape and np.abs(painting - photo).mean() > 5  # a real change
 
 
 def test_training_skips_bad_images_once_each_and_counts_them(tiny_dataset: Path, tiny_config, make_trainer,
