@@ -21,7 +21,11 @@ nothing. ``demo.json`` is written first as a journal (``complete: false``, every
 is about to write) and rewritten last (``complete: true``), so an interrupted run leaves a
 folder the next run recognises as its own and regenerates.
 
-    python -m data.demo --root datasets/demo --size 96
+examples:
+  python -m data.demo --output datasets/demo
+  python -m data.demo --output /tmp/demo96 --size 96 --n-train 120 --n-test 24 --seed 1
+
+exit status: 0 made, 1 already there (nothing to do), 2 error (one line: a folder it may not write)
 """
 
 from __future__ import annotations
@@ -31,7 +35,6 @@ import functools
 import hashlib
 import json
 import os
-import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -323,21 +326,33 @@ def make_demo_dataset(root: str | Path, spec: DemoSpec | None = None) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--root", default="datasets/demo")
-    parser.add_argument("--size", type=int, default=DemoSpec.size)
-    parser.add_argument("--n-train", type=int, default=DemoSpec.n_train_A)
-    parser.add_argument("--n-test", type=int, default=DemoSpec.n_test)
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
-    spec = DemoSpec(size=args.size, n_train_A=args.n_train, n_train_B=args.n_train, n_test=args.n_test, seed=args.seed)
-    try:
-        root = make_demo_dataset(args.root, spec)
-    except DemoDatasetError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(f"demo dataset ready in {root}")
-    return 0
+    from options import cli
+
+    p = cli.parser(__doc__, prog="python -m data.demo")
+    cli.add_output(p, "the dataset folder (a new or empty folder, or one this command made)", default="datasets/demo")
+    p.add_argument("--root", dest="output", help=argparse.SUPPRESS)  # the old spelling
+    p.add_argument("--size", type=int, default=DemoSpec.size, help="image side, px")
+    p.add_argument("--n-train", type=int, default=DemoSpec.n_train_A, help="training images per domain")
+    p.add_argument("--n-test", type=int, default=DemoSpec.n_test, help="test pairs")
+    p.add_argument("--seed", type=int, default=0, help="crops and flips")
+    args = p.parse_args(argv)
+
+    def body() -> int:
+        spec = DemoSpec(size=args.size, n_train_A=args.n_train, n_train_B=args.n_train, n_test=args.n_test,
+                        seed=args.seed)
+        meta = Path(args.output) / "demo.json"
+        try:
+            before = json.loads(meta.read_text()) if meta.is_file() else {}
+        except (OSError, ValueError):
+            before = {}
+        root = make_demo_dataset(args.output, spec)
+        if before.get("complete") is True and before.get("spec") == asdict(spec):
+            print(f"nothing to do: the demo dataset is already in {root}")
+            return cli.EXIT_NOTHING
+        print(f"demo dataset ready in {root}")
+        return cli.EXIT_DONE
+
+    return cli.run(body)
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ from options.config import ConfigError, check
 @dataclass
 class DataConfig:
     root: str = "datasets/demo"  # folder with trainA/ trainB/ testA/ testB/
-    demo: bool = False  # generate the built-in demo dataset into `root` if it is missing (empty folder only)
+    demo: bool = False  # generate the built-in demo dataset into `root` (a new or empty folder, or one it made)
     demo_seed: int = 0  # the demo dataset's seed
     preprocess: Literal["resize_and_crop", "crop", "scale_width", "scale_width_and_crop", "scale_shortside_and_crop",
                         "none"] = "resize_and_crop"  # the reference's options (see data/unaligned.py)

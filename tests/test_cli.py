@@ -21,6 +21,7 @@ COMMANDS = {  # command line -> (a verbatim example line of its help, flags it m
                                                                                  "--overwrite", "--dry-run")),
     "-m data.download": ("  python -m data.download style_monet", ("--output", "--overwrite")),
     "bench/bench.py": ("  python bench/bench.py", ("--output", "--device")),
+    "-m data.demo": ("  python -m data.demo --output datasets/demo", ("--output",)),
 }
 
 PROBE = """

@@ -52,9 +52,10 @@ import torch
 from PIL import Image
 
 from data.demo import DemoSpec, make_demo_dataset
-from options.config import load_config
-from utils.metrics import mean_psnr_ssim
-from utils.trainer import Trainer
+from evaluation.metrics import mean_psnr_ssim
+from options.training import load_training_config
+from training import build_trainer
+from training.cyclegan import CycleGANTrainer
 
 N_TRAIN = 64  # images per domain
 STEPS = 800  # 50 epochs of 16 batches of 4
@@ -97,7 +98,7 @@ class Spy:
     (0 = this iteration); ``logs``: the loss values of every iteration.
     """
 
-    trainer: Trainer
+    trainer: CycleGANTrainer
     made_at: dict[bytes, int] = field(default_factory=dict)
     ages: list[int] = field(default_factory=list)
     logs: list[dict[str, float]] = field(default_factory=list)
@@ -107,9 +108,9 @@ class Spy:
         self.trainer.D_A.register_forward_hook(self._judged)
         inner = self.trainer.train_step
 
-        def train_step(real_A: torch.Tensor, real_B: torch.Tensor) -> dict[str, float]:
-            out = inner(real_A, real_B)
-            self.logs.append(out)
+        def train_step(batch: dict) -> dict[str, torch.Tensor]:
+            out = inner(batch)
+            self.logs.append({k: float(v) for k, v in out.items()})  # (host reads: the test's, not the loop's)
             return out
 
         self.trainer.train_step = train_step  # fit() looks it up on the instance
@@ -148,9 +149,10 @@ def train_toy(root: Path, *overrides: str) -> Outcome:
     for sub, images in (("trainA", photos[0::2]), ("trainB", tone_curve(photos[1::2])), ("testA", test_a),
                         ("testB", tone_curve(test_a))):
         _write(images, toy / sub)
-    cfg = load_config(None, [f"data.root={toy}", f"log.root={root / 'runs'}", "name=toy", *TOY, *overrides])
+    cfg = load_training_config(None, [f"data.root={toy}", f"log.root={root / 'runs'}", "name=toy", *TOY,
+                                      *overrides])
     with contextlib.redirect_stdout(io.StringIO()):
-        trainer = Trainer(cfg)
+        trainer = build_trainer(cfg)
         spy = Spy(trainer)
         trainer.fit()
     assert trainer.step == STEPS
