@@ -44,7 +44,7 @@ from PIL import Image
 from scipy import ndimage
 from skimage import data, filters
 
-from data.unaligned import DatasetError
+from data.errors import DatasetError
 
 PHOTO_SOURCES = (
     "astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field",
@@ -257,7 +257,7 @@ def make_demo_dataset(root: str | Path, spec: DemoSpec | None = None) -> Path:
     made with the same ``spec`` is kept as is, one made with another spec, with files missing,
     or left half-written by an interrupted run is replaced, deleting only the files its manifest
     lists. Raises
-    :class:`DemoDatasetError` (a :class:`~data.unaligned.DatasetError`) before touching
+    :class:`DemoDatasetError` (a :class:`~data.errors.DatasetError`) before touching
     anything when ``root`` holds files the generator did not write.
     """
     spec = spec or DemoSpec()

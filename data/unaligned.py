@@ -20,15 +20,11 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
+from data.errors import DatasetError  # noqa: F401 (re-exported: callers import it from here)
 from data.image_io import BadImageError, list_images, load_rgb, pil_to_uint8
-from utils.errors import UserError
 
 Preprocess = Literal["resize_and_crop", "crop", "scale_width", "scale_width_and_crop", "scale_shortside_and_crop",
                      "none"]
-
-
-class DatasetError(UserError):
-    """The dataset folder is missing or unusable; the message says what to do."""
 
 
 @dataclass(frozen=True)
