@@ -86,7 +86,7 @@ def test_inception_unavailable_offline_says_why(tmp_path, monkeypatch):
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
     with pytest.raises(MetricUnavailable) as e:
         load_inception(None, allow_download=False)
-    assert str(tmp_path / "hub" / "checkpoints") in str(e.value) and "--inception-weights" in str(e.value)
+    assert str(tmp_path / "hub" / "checkpoints") in str(e.value) and "inception_weights=PATH" in str(e.value)
     with pytest.raises(MetricUnavailable, match="does not exist"):
         find_inception_weights(str(tmp_path / "missing.pth"))
     bad = tmp_path / "bad.pth"
