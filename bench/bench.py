@@ -161,7 +161,7 @@ def bench(args: argparse.Namespace) -> int:
     import torch
 
     from bench import data_loader, inference, quality, style, train_step
-    from bench.timing import Timer, describe_device, load_average
+    from bench.timing import OtherLoad, Timer, describe_device, load_average
     from bench.workspace import Workspace
     from utils.device import resolve_device
 
@@ -184,7 +184,7 @@ def bench(args: argparse.Namespace) -> int:
     }
     print(f"# bench: {results['device']} ({device}), torch {torch.__version__}, {results['threads']} threads, "
           f"load average {results['load_average_start']}; time = {timer.estimator}", flush=True)
-    start = time.perf_counter()
+    start, others = time.perf_counter(), OtherLoad()
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         ws = Workspace(Path(tmp), device)
         out = results["sections"]
@@ -212,8 +212,10 @@ def bench(args: argparse.Namespace) -> int:
                 out["quality"] = quality.run(quality.QualitySpec(args.quality_steps, args.quality_seeds,
                                                                  args.data_root), ws)
             print(f"({section}: {time.perf_counter() - t0:.0f} s)", flush=True)
-    results.update(seconds=time.perf_counter() - start, load_average_end=load_average())
-    print(f"load average at the end: {results['load_average_end']}")
+    results.update(seconds=time.perf_counter() - start, load_average_end=load_average(),
+                   other_processes_cores=others.cores())
+    print(f"load average at the end: {results['load_average_end']}; other processes kept "
+          f"{results['other_processes_cores']} cores busy on average during the run")
     if args.output:
         path = Path(args.output)
         path.parent.mkdir(parents=True, exist_ok=True)

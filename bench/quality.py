@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from bench.tables import print_table
 from bench.workspace import Workspace, quiet
 
@@ -57,6 +59,7 @@ def run(spec: QualitySpec, ws: Workspace, log: Callable[[str], None] = print) ->
             rows.append(row)
             log(f"  quality amp={amp} seed={seed}: val cycle L1 {row['val_cycle_l1']:.4f} "
                 f"(fp32 eval {row['val_cycle_l1_fp32_eval']:.4f}), {row['seconds']:.0f} s")
+    torch.use_deterministic_algorithms(False)  # the runs' deterministic=true is process-wide: undo it
     mean = {amp: statistics.mean(r["val_cycle_l1_fp32_eval"] for r in rows if r["amp"] == amp)
             for amp in ("off", "bf16")}
     rel = (mean["bf16"] - mean["off"]) / mean["off"]

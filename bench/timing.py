@@ -18,6 +18,7 @@ from __future__ import annotations
 import gc
 import os
 import platform
+import resource
 import statistics
 import time
 from collections.abc import Callable
@@ -192,3 +193,37 @@ def describe_device(device: torch.device) -> str:
 def load_average() -> float | None:
     """The 1-minute load average (None where the OS has none)."""
     return os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+
+
+def _busy_cpu_seconds() -> float | None:
+    """CPU seconds every process of the machine has used since boot (/proc/stat), or None."""
+    try:
+        with open("/proc/stat", encoding="ascii") as f:
+            values = [int(v) for v in f.readline().split()[1:9]]
+    except (OSError, ValueError):
+        return None
+    idle = values[3] + values[4]  # idle + iowait
+    return (sum(values) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def _own_cpu_seconds() -> float:
+    """CPU seconds of this process and its reaped children (DataLoader workers)."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+class OtherLoad:
+    """How many cores *other* processes kept busy while the benchmark ran, on average: the
+    machine's busy CPU time minus this process's, over the wall time. Near 0 on an idle
+    machine; on a shared one it says how much the numbers were disturbed."""
+
+    def __init__(self) -> None:
+        self.start_busy, self.start_own, self.start = _busy_cpu_seconds(), _own_cpu_seconds(), time.perf_counter()
+
+    def cores(self) -> float | None:
+        busy = _busy_cpu_seconds()
+        if busy is None or self.start_busy is None:
+            return None
+        wall = time.perf_counter() - self.start
+        other = (busy - self.start_busy) - (_own_cpu_seconds() - self.start_own)
+        return max(0.0, other / wall) if wall > 0 else None

@@ -268,7 +268,7 @@ def _print(result: dict[str, Any]) -> None:
     gm = result["generator_gmac"]
     print_table(
         f"training step: crop {result['crop']}, ngf {result['ngf']}, {result['n_blocks']} blocks "
-        f"(G forward {gm['real_gmac']:.1f} GMAC counted, {gm['output_px_gmac']:.1f} GMAC with transposed convs over "
+        f"(G forward {gm['real_gmac']:.3g} GMAC counted, {gm['output_px_gmac']:.3g} GMAC with transposed convs over "
         f"output pixels; dense bf16 peak {result['peak_bf16_tflops'] or 'n/a'} TFLOP/s; {result['estimator']})",
         result["rows"],
         [("batch", "batch", ""), ("variant", "variant", ""), ("ms_per_iter", "ms/iter", ".1f"),
