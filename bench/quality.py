@@ -2,7 +2,9 @@
 (``experiments/quickstart.yaml``: the demo dataset, 64 px crops, ngf 32, 4 blocks) in fp32 and
 in bf16, same seeds and steps, deterministic kernels; both final generators are then scored in
 fp32 on the same held-out images (mean cycle L1, the plateau metric; lower is better). The
-guard passes when the bf16 mean is within 5% of the fp32 mean.
+guard passes when the bf16 mean is at most 5% above (worse than) the fp32 mean; a bf16 run that
+scores better passes. The spread of the fp32 runs over seeds is printed beside it: a difference
+smaller than that spread is noise, not an effect of the precision.
 """
 
 from __future__ import annotations
@@ -63,12 +65,16 @@ def run(spec: QualitySpec, ws: Workspace, log: Callable[[str], None] = print) ->
     mean = {amp: statistics.mean(r["val_cycle_l1_fp32_eval"] for r in rows if r["amp"] == amp)
             for amp in ("off", "bf16")}
     rel = (mean["bf16"] - mean["off"]) / mean["off"]
+    fp32 = [r["val_cycle_l1_fp32_eval"] for r in rows if r["amp"] == "off"]
+    spread = (max(fp32) - min(fp32)) / mean["off"]
     result = {"steps": spec.steps, "seeds": spec.seeds, "rows": rows, "mean_fp32": mean["off"],
-              "mean_bf16": mean["bf16"], "relative_diff": rel, "within_tolerance": abs(rel) <= TOLERANCE}
+              "mean_bf16": mean["bf16"], "relative_diff": rel, "fp32_seed_spread": spread,
+              "within_tolerance": rel <= TOLERANCE}
     print_table("quality guard: quickstart config on the demo dataset, validation cycle L1 (lower is better)", rows,
                 [("amp", "amp", ""), ("seed", "seed", ""), ("steps", "steps", ""),
                  ("val_cycle_l1", "val metric (own precision)", ".4f"),
                  ("val_cycle_l1_fp32_eval", "val metric (fp32 eval)", ".4f"), ("seconds", "s", ".0f")])
     print(f"bf16 vs fp32: {mean['bf16']:.4f} vs {mean['off']:.4f}, relative difference {rel:+.2%} -> "
-          f"{'PASS' if result['within_tolerance'] else 'FAIL'} (target: within {TOLERANCE:.0%})")
+          f"{'PASS' if result['within_tolerance'] else 'FAIL'} (target: bf16 at most {TOLERANCE:.0%} worse); "
+          f"fp32 runs spread {spread:.1%} over seeds")
     return result
