@@ -58,24 +58,23 @@ class HelpFormatter(cli.HelpFormatter):
         return super()._get_help_string(action)
 
 
-def int_list(text: str) -> list[int]:
+def _ints(text: str, minimum: int, example: str) -> list[int]:
+    what = "positive integers" if minimum == 1 else f"integers >= {minimum}"
     try:
         values = [int(v) for v in text.split(",") if v.strip()]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, e.g. 1,8; got {text!r}") from None
-    if not values or min(values) < 1:
-        raise argparse.ArgumentTypeError(f"expected positive integers, e.g. 1,8; got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected comma-separated {what}, e.g. {example}; got {text!r}") from None
+    if not values or min(values) < minimum:
+        raise argparse.ArgumentTypeError(f"expected {what}, e.g. {example}; got {text!r}")
     return values
+
+
+def int_list(text: str) -> list[int]:
+    return _ints(text, 1, "1,8")
 
 
 def worker_list(text: str) -> list[int]:
-    try:
-        values = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers >= 0, e.g. 0,2; got {text!r}") from None
-    if not values or min(values) < 0:
-        raise argparse.ArgumentTypeError(f"expected integers >= 0, e.g. 0,2; got {text!r}")
-    return values
+    return _ints(text, 0, "0,2")
 
 
 def name_list(text: str) -> list[str]:
