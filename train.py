@@ -85,7 +85,11 @@ def main(argv: list[str] | None = None) -> int:
 
     def body() -> int:
         from options.config import to_yaml
+        from utils.errors import UserError
 
+        if not (args.config or args.resume or args.overrides or args.dry_run):
+            raise UserError("nothing says what to train: give --config FILE (e.g. experiments/quickstart.yaml), "
+                            "--resume RUN, or key=value overrides of the defaults (--dry-run shows them)")
         cfg = resolve_config(args)
         if args.dry_run:
             print("\n".join(dry_run_notes(cfg)))

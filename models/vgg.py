@@ -36,6 +36,8 @@ from typing import Literal, cast
 import torch
 from torch import nn
 
+from utils.errors import UserError
+
 Pooling = Literal["max", "avg"]
 Preprocess = Literal["auto", "torchvision", "caffe"]
 Arch = Literal["vgg19", "vgg16"]
@@ -102,8 +104,9 @@ def layer_names(arch: Arch = "vgg19") -> tuple[str, ...]:
     return LAYER_NAMES if arch == "vgg19" else VGG16_LAYER_NAMES
 
 
-class VGGWeightsUnavailable(RuntimeError):
-    """No usable VGG weights; the message says where the file was expected and how to give one."""
+class VGGWeightsUnavailable(UserError, RuntimeError):
+    """No usable VGG weights; the message says where the file was expected and how to give one
+    (a :class:`UserError`: every command prints it as one line and exits 2)."""
 
 
 class InputNorm(nn.Module):
@@ -332,7 +335,8 @@ def load_vgg(arch: Arch, layers: list[str] | tuple[str, ...], pooling: Pooling =
                 try:
                     _download(files.url, path, hash_prefix=files.hash_prefix)
                 except Exception as e:  # URLError, timeouts, hash mismatch, disk errors
-                    reason = f"the download from {files.url} failed ({e})"
+                    why = str(e).split("; try again", 1)[0]  # the download tool's --url hint is not ours
+                    reason = f"the download from {files.url} failed ({why})"
             else:
                 reason = "downloads are disabled"
             if not path.is_file():

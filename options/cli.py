@@ -35,8 +35,16 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefau
     """Description and epilog verbatim (the examples), ``(default: ...)`` after every option."""
 
 
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse with the convention's error: one line naming the option and pointing to --help, exit 2
+    (argparse's own prints the whole usage block first)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(EXIT_ERROR, f"error: {message} (see {self.prog} --help)\n")
+
+
 def parser(doc: str | None, prog: str | None = None) -> argparse.ArgumentParser:
-    return argparse.ArgumentParser(prog=prog, description=doc, formatter_class=HelpFormatter)
+    return ArgumentParser(prog=prog, description=doc, formatter_class=HelpFormatter)
 
 
 def add_config(p: argparse.ArgumentParser, default: str | None = None, what: str = "YAML config") -> None:

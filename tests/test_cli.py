@@ -9,6 +9,7 @@ import time
 
 import pytest
 from helpers import ROOT
+from PIL import Image
 
 COMMANDS = {  # command line -> (a verbatim example line of its help, flags it must have)
     "train.py": ("  python train.py --config experiments/quickstart.yaml", ("--config", "--output", "--device",
@@ -62,6 +63,7 @@ def test_every_command_turns_a_user_error_into_one_line_and_exit_2(tmp_path, cap
     import test as test_cli
     import train
 
+    photos, bad_vgg = tmp_path / "photos", tmp_path / "vgg.pth"
     cases = [
         (train.main, ["--config", str(tmp_path / "nope.yaml")], "nope.yaml not found"),
         (test_cli.main, ["--checkpoint", str(tmp_path / "nope.pt"), "--input", str(tmp_path), "--output",
@@ -70,8 +72,19 @@ def test_every_command_turns_a_user_error_into_one_line_and_exit_2(tmp_path, cap
                         str(tmp_path / "o"), "vgg.weights=random", "optim.stepz=3"], "optim.stepz"),
         (report.main, ["--config", str(ROOT / "experiments" / "report_demo.yaml"), "limit=-1", "--output",
                        str(tmp_path / "r")], "limit"),
+        (train.main, [], "give --config FILE"),  # a bare `python train.py` does not start the defaults' 200 epochs
+        (train.main, ["--bogus"], "unrecognized arguments: --bogus (see"),  # argparse's own errors: one line too
+        (stylize.main, ["--input", str(photos), "--style", str(photos / "p.png"), "--output", str(tmp_path / "o"),
+                        f"vgg.weights={bad_vgg}"], "cannot read VGG-19 weights"),  # no usable VGG: no traceback
     ]
+    photos.mkdir()
+    Image.new("RGB", (16, 16), (200, 30, 30)).save(photos / "p.png")
+    bad_vgg.write_bytes(b"not a checkpoint")
     for main, argv, text in cases:
-        assert main(argv) == 2, argv
+        try:
+            status = main(argv)
+        except SystemExit as e:  # argparse exits itself
+            status = e.code
+        assert status == 2, argv
         err = capsys.readouterr().err
         assert err.startswith("error: ") and text in err and err.count("\n") == 1, err
