@@ -50,6 +50,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--alpha", type=float, default=1.0, help="WCT / AdaIN: 1 = fully stylized, 0 = the content")
     p.add_argument("--preserve-color", action="store_true", help="keep the content's colours (luminance-only)")
     p.add_argument("--config", metavar="FILE", help="the method's settings (YAML)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="load the model, print its settings and what would be written, write nothing")
     p.add_argument("settings", nargs="*", metavar="key=value", help="the method's settings")
     p.add_argument("--recursive", action="store_true", help="also process images in sub-folders")
     p.add_argument("--format", choices=["png", "jpg", "webp", "bmp", "tif", "same"], default="png",
@@ -84,6 +86,25 @@ def method_options(args: argparse.Namespace):
         "config": args.config or "", "settings": settings, "amp": args.amp})
 
 
+def dry_run(args: argparse.Namespace) -> int:
+    """What a real run would write, without writing: each input and its output, marked when the
+    output exists (kept without --overwrite)."""
+    from pathlib import Path
+
+    from options.config import to_yaml
+    from utils.translate import plan_outputs
+
+    print(to_yaml(method_options(args)), end="")
+    plan = plan_outputs(Path(args.input), Path(args.output), args.recursive, args.format)
+    existing = sum(dst.exists() for _, dst in plan)
+    for src, dst in plan:
+        kept = dst.exists() and not args.overwrite
+        print(f"  {src} -> {dst}" + ("  (exists: kept)" if kept else "  (exists: replaced)" if dst.exists() else ""))
+    todo = len(plan) if args.overwrite else len(plan) - existing
+    print(f"dry run: {len(plan)} image(s), {todo} to write, {len(plan) - todo} already there; nothing written")
+    return cli.EXIT_DONE
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
 
@@ -96,6 +117,8 @@ def main(argv: list[str] | None = None) -> int:
 
         method = load_method(method_options(args), args.device)
         print(method.describe())
+        if args.dry_run:
+            return dry_run(args)
         job = FolderJob(Path(args.input), Path(args.output), recursive=args.recursive, fmt=args.format,
                         quality=args.quality, overwrite=args.overwrite, keep_alpha=args.alpha_channel == "keep",
                         load_size=args.load_size, max_size=args.max_size, batch_size=args.batch_size,

@@ -65,6 +65,20 @@ def _one_error_line(err: str) -> str:
 # test.py
 
 
+def test_dry_run_lists_the_plan_and_writes_nothing(gen_file, tmp_path, capsys):
+    src, out = _photos(tmp_path / "in", 3), tmp_path / "out"
+    out.mkdir()
+    (out / "p1.png").write_bytes(b"the user's file")
+    before = _snapshot(tmp_path)
+    code, stdout, _ = _test(capsys, gen_file, src, out, "--dry-run")
+    assert code == 0 and _snapshot(tmp_path) == before
+    assert f"{src / 'p1.png'} -> {out / 'p1.png'}  (exists: kept)" in stdout
+    assert "dry run: 3 image(s), 2 to write, 1 already there; nothing written" in stdout
+    code, stdout, _ = _test(capsys, gen_file, src, out, "--dry-run", "--overwrite")
+    assert code == 0 and _snapshot(tmp_path) == before and "3 to write, 0 already there" in stdout
+    assert _test(capsys, gen_file, src, src, "--dry-run")[0] == 2  # the output rules hold in a dry run too
+
+
 @pytest.mark.parametrize("where", ["same", "inside"])
 def test_output_equal_to_or_inside_the_input_is_refused(gen_file, tmp_path, capsys, where):
     src = _photos(tmp_path / "in")
