@@ -126,7 +126,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     g.add_argument("--data-images", type=int, default=64, help="JPEGs per training folder")
     g.add_argument("--data-seconds", type=float, default=5.0, help="timed seconds per worker count")
     g = p.add_argument_group("quality")
-    g.add_argument("--quality-steps", type=int, default=200, help="training iterations per run")
+    g.add_argument("--quality-steps", type=int, default=200,
+                   help="at most this many training iterations per run (one epoch: 112 on the demo dataset)")
     g.add_argument("--quality-seeds", type=int, default=2, help="runs per precision")
     g.add_argument("--data-root", default="", help="demo dataset folder (made if missing; default: a temp folder)")
     return p.parse_args(argv)

@@ -67,7 +67,8 @@ def run(spec: QualitySpec, ws: Workspace, log: Callable[[str], None] = print) ->
     rel = (mean["bf16"] - mean["off"]) / mean["off"]
     fp32 = [r["val_cycle_l1_fp32_eval"] for r in rows if r["amp"] == "off"]
     spread = (max(fp32) - min(fp32)) / mean["off"]
-    result = {"steps": spec.steps, "seeds": spec.seeds, "rows": rows, "mean_fp32": mean["off"],
+    result = {"max_steps": spec.steps, "steps": sorted({r["steps"] for r in rows}), "seeds": spec.seeds,
+              "rows": rows, "mean_fp32": mean["off"],
               "mean_bf16": mean["bf16"], "relative_diff": rel, "fp32_seed_spread": spread,
               "within_tolerance": rel <= TOLERANCE}
     print_table("quality guard: quickstart config on the demo dataset, validation cycle L1 (lower is better)", rows,

@@ -118,6 +118,8 @@ def time_gatys(ws: Workspace, size: int, precision: str, spec: StyleSpec, timer:
     setup = max(t1 - per_step, 0.0)
     note = f"{spec.gatys_steps} L-BFGS steps extrapolated from 1 and {1 + spec.gatys_measured}"
     note += "; autocast around the call (no amp setting)" if precision != "fp32" else ""
+    if tk <= t1:  # timing noise swamped the extra steps: the extrapolation says nothing
+        note += f"; UNRELIABLE: {1 + spec.gatys_measured} steps timed no slower than 1 (raise --gatys-measured)"
     return {"s_per_image": setup + spec.gatys_steps * per_step, "s_per_step": per_step, "setup_s": setup,
             "note": note}, short
 
