@@ -6,7 +6,7 @@ bench/bench.py, python -m data.download, python -m data.demo).
                        (strict: an unknown key or a bad value names the valid ones)
 ``--dry-run``          print the resolved config and exit
 ``--output DIR``       where results go; never equal to or inside an input folder
-``--device D``         ``auto`` (CUDA when present), ``cpu``, ``cuda``, ``cuda:N``
+``--device D``         ``auto`` (CUDA when present), ``cpu``, ``cuda``, ``cuda:N``, ``mps``
 ``--overwrite``        the only way an existing output file is replaced
 exit status            0 done, 1 nothing to do / nothing done, 2 error (one line: what, and what to do),
                        130 interrupted (Ctrl-C)
@@ -58,7 +58,10 @@ def add_output(p: argparse.ArgumentParser, help: str, default: str | None = None
 
 
 def add_device(p: argparse.ArgumentParser, default: str | None = "auto") -> None:
-    p.add_argument("--device", default=default, help="auto (CUDA when present), cpu, cuda, cuda:N")
+    choices = "auto (CUDA when present), cpu, cuda, cuda:N, mps"
+    # %(default).0s prints nothing: it only stops the formatter from adding "(default: None)"
+    unset = " (default: the config's device)%(default).0s" if default is None else ""
+    p.add_argument("--device", default=default, help=choices + unset)
 
 
 def add_overwrite(p: argparse.ArgumentParser, help: str = "replace outputs that already exist") -> None:
