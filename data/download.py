@@ -46,7 +46,8 @@ import tempfile
 import urllib.error
 import urllib.request
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import NamedTuple
 
@@ -293,6 +294,27 @@ def _dataset(name: str, entry: Entry, root: Path, overwrite: bool, timeout: floa
     if target.exists() and not overwrite:
         raise DownloadError(f"{target} exists but is not a complete dataset ({'/ '.join(LAYOUT)}/); "
                             "pass --overwrite to replace it or choose another --output")
+    with _staged_zip(name, entry, root, timeout, progress) as (tmp, zf, created):
+        extract = tmp / "x"
+        zf.extractall(extract)
+        zf.close()
+        (tmp / f"{name}.zip").unlink()  # before the swap: the disk holds the dataset once, not twice
+        # Zips hold either name/trainA/... or trainA/... at the top.
+        candidates = [extract / name, extract] + [p for p in extract.iterdir() if p.is_dir()]
+        src = next((c for c in candidates if _complete(c, name)), None)
+        if src is None:
+            raise DownloadError(f"{entry.url}: the zip does not contain {'/ '.join(LAYOUT)}/; {_MIRROR}")
+        _swap_in(src, target, tmp / "old")
+        created.clear()
+    return Fetched(target, True)
+
+
+@contextmanager
+def _staged_zip(name: str, entry: Entry, root: Path, timeout: float,
+                progress: bool) -> Iterator[tuple[Path, zipfile.ZipFile, list[Path]]]:
+    """Fetch ``entry``'s zip into a temp folder under ``root`` and open it (members checked):
+    yields (temp folder, zip, the folders made for it). On exit the temp folder goes, and so do
+    those folders unless the body cleared the list (it moved its result into them)."""
     created: list[Path] = []
     tmp = None
     try:
@@ -300,23 +322,13 @@ def _dataset(name: str, entry: Entry, root: Path, overwrite: bool, timeout: floa
         tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".{name}.", suffix=".part"))
         zip_path = fetch_file(entry.url, tmp / f"{name}.zip", timeout=timeout, progress=progress,
                               check=_zip_file(entry.url))
-        extract = tmp / "x"
         with zipfile.ZipFile(zip_path) as zf:
             _check_members(zf, entry.url)
-            zf.extractall(extract)
-        zip_path.unlink()
-        # Zips hold either name/trainA/... or trainA/... at the top.
-        candidates = [extract / name, extract] + [p for p in extract.iterdir() if p.is_dir()]
-        src = next((c for c in candidates if _complete(c, name)), None)
-        if src is None:
-            raise DownloadError(f"{entry.url}: the zip does not contain {'/ '.join(LAYOUT)}/; {_MIRROR}")
-        _swap_in(src, target, tmp / "old")
-        created = []
+            yield tmp, zf, created
     finally:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
         _remove_dirs(created)
-    return Fetched(target, True)
 
 
 def _swap_in(new: Path, target: Path, aside: Path) -> None:
@@ -344,32 +356,20 @@ def _bundle(name: str, entry: Entry, root: Path, overwrite: bool, timeout: float
     wanted = [s for s in FAST_NEURAL_STYLES if overwrite or not (target / f"{s}.pth").exists()]
     if not wanted:  # files already there are kept: the user may have put them there
         return Fetched(target, False)
-    created: list[Path] = []
-    tmp = None
-    try:
-        _make_dirs(root, created)
-        tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".{name}.", suffix=".part"))
-        zip_path = fetch_file(entry.url, tmp / f"{name}.zip", timeout=timeout, progress=progress,
-                              check=_zip_file(entry.url))
-        with zipfile.ZipFile(zip_path) as zf:
-            _check_members(zf, entry.url)
-            # saved_models/<style>.pth in the examples' zip; matched by file name so a flat mirror works too.
-            members = {Path(m).name: m for m in zf.namelist() if not m.endswith("/")}
-            missing = [s for s in wanted if f"{s}.pth" not in members]
-            if missing:
-                raise DownloadError(f"{entry.url}: the zip lacks {', '.join(s + '.pth' for s in missing)}; {_MIRROR}")
-            for s in wanted:
-                with zf.open(members[f"{s}.pth"]) as src, open(tmp / f"{s}.pth", "wb") as out:
-                    shutil.copyfileobj(src, out)
-                _torch_file(entry.url)(tmp / f"{s}.pth")
+    with _staged_zip(name, entry, root, timeout, progress) as (tmp, zf, created):
+        # saved_models/<style>.pth in the examples' zip; matched by file name so a flat mirror works too.
+        members = {Path(m).name: m for m in zf.namelist() if not m.endswith("/")}
+        missing = [s for s in wanted if f"{s}.pth" not in members]
+        if missing:
+            raise DownloadError(f"{entry.url}: the zip lacks {', '.join(s + '.pth' for s in missing)}; {_MIRROR}")
+        for s in wanted:
+            with zf.open(members[f"{s}.pth"]) as src, open(tmp / f"{s}.pth", "wb") as out:
+                shutil.copyfileobj(src, out)
+            _torch_file(entry.url)(tmp / f"{s}.pth")
         _make_dirs(target, created)
         for s in wanted:  # each rename is atomic: an old file is replaced by a complete new one
             os.replace(tmp / f"{s}.pth", target / f"{s}.pth")
-        created = []
-    finally:
-        if tmp is not None:
-            shutil.rmtree(tmp, ignore_errors=True)
-        _remove_dirs(created)
+        created.clear()
     return Fetched(target, True)
 
 
