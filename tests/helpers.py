@@ -91,3 +91,40 @@ class Proc:
     @property
     def output(self) -> str:
         return "\n".join(self.lines)
+
+
+def stop_after(trainer, steps: int) -> None:
+    """Make ``trainer.fit()`` stop after ``steps`` steps, as a SIGINT / SIGTERM then would: the
+    stop request is raised inside the step that reaches ``steps``."""
+    step = trainer.train_step
+
+    def stepping(batch):
+        logs = step(batch)
+        if trainer.step + 1 == steps:
+            trainer.stop.requested = True
+        return logs
+
+    trainer.train_step = stepping
+
+
+def randomise(net: torch.nn.Module, seed: int, scale: float = 0.2) -> torch.nn.Module:
+    """Random values for every parameter, norms included (their init is 1 / 0, which hides mistakes)."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.copy_(torch.randn(p.shape, generator=g) * scale)
+    return net
+
+
+def legacy_fast_neural_style_file(net: torch.nn.Module, seed: int) -> dict[str, torch.Tensor]:
+    """A Johnson net's state_dict as PyTorch's fast_neural_style files have it: plus the pre-0.4
+    InstanceNorm running statistics after each norm's bias."""
+    g = torch.Generator().manual_seed(seed)
+    sd: dict[str, torch.Tensor] = {}
+    for key, value in net.state_dict().items():
+        sd[key] = value.clone()
+        if key.endswith(".bias") and key.split(".")[-2].startswith("in"):
+            prefix = key[: -len("bias")]
+            sd[prefix + "running_mean"] = torch.randn(value.shape, generator=g)
+            sd[prefix + "running_var"] = torch.rand(value.shape, generator=g) + 0.5
+    return sd

@@ -32,7 +32,8 @@ def test_relative_links_resolve(doc) -> None:
 
 
 def test_nothing_cites_the_projects_source_files_by_name() -> None:
-    """Cite the works (authors, year, title), never "seed 002": a reader of the repo has no seeds/."""
+    """Cite the works (authors, year, title), never a source document's number or folder: a reader
+    of the repo does not have them (the pattern below lists the forms)."""
     files = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True).stdout.split()
     offenders = []
     for name in files:

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import legacy_fast_neural_style_file, randomise, stop_after
 from PIL import Image
 
 import train
@@ -75,26 +76,6 @@ def _quiet(fn, *args):
         return fn(*args)
 
 
-def _randomise(net: torch.nn.Module, seed: int, scale: float = 0.2) -> torch.nn.Module:
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in net.parameters():
-            p.copy_(torch.randn(p.shape, generator=g) * scale)
-    return net
-
-
-def _legacy_file(net: TransformerNet, seed: int) -> dict[str, torch.Tensor]:
-    """The net's state_dict plus the pre-0.4 InstanceNorm running statistics of the examples' files."""
-    g = torch.Generator().manual_seed(seed)
-    sd: dict[str, torch.Tensor] = {}
-    for key, value in net.state_dict().items():
-        sd[key] = value.clone()
-        if key.endswith(".bias") and key.split(".")[-2].startswith("in"):
-            sd[key[: -len("bias")] + "running_mean"] = torch.randn(value.shape, generator=g)
-            sd[key[: -len("bias")] + "running_var"] = torch.rand(value.shape, generator=g) + 0.5
-    return sd
-
-
 def _u8(path: Path) -> np.ndarray:
     return np.asarray(Image.open(path).convert("RGB"), dtype=np.int16)
 
@@ -152,15 +133,7 @@ def test_resume_mid_epoch_reproduces_uninterrupted_run(johnson_config, make_trai
     _quiet(ref.fit)
 
     cut = make_trainer(johnson_config(*common, "name=cut"))
-    original = cut.train_step
-
-    def stop_after_four(batch):
-        logs = original(batch)
-        if cut.step + 1 == 4:
-            cut.stop.requested = True
-        return logs
-
-    cut.train_step = stop_after_four
+    stop_after(cut, 4)
     first = _quiet(cut.fit)
     assert first.stopped_early and (first.step, first.epoch) == (4, 0)
 
@@ -236,10 +209,10 @@ def test_checkpoint_holds_the_config_and_stylizes_in_test_py(johnson_config, mak
 def test_fast_neural_style_file_with_legacy_keys_stylizes_a_folder(tmp_path, capsys, monkeypatch):
     """candy.pth as `python -m data.download fast_neural_style` leaves it: the examples' layout
     (here with random values and 8 channels), pre-0.4 running stats, raw output clamped."""
-    net = _randomise(TransformerNet(channels=8, n_blocks=1, output="clamp"), 0).eval()
+    net = randomise(TransformerNet(channels=8, n_blocks=1, output="clamp"), 0).eval()
     monkeypatch.chdir(tmp_path)
     Path("checkpoints/fast_neural_style").mkdir(parents=True)
-    torch.save(_legacy_file(net, 1), "checkpoints/fast_neural_style/candy.pth")
+    torch.save(legacy_fast_neural_style_file(net, 1), "checkpoints/fast_neural_style/candy.pth")
     rng = np.random.default_rng(0)
     _save_png(rng.integers(0, 256, (37, 50, 3)), tmp_path / "in" / "odd.png")
     _save_png(rng.integers(0, 256, (32, 32, 3)), tmp_path / "in" / "square.png")
@@ -260,7 +233,7 @@ def test_fast_neural_style_file_with_legacy_keys_stylizes_a_folder(tmp_path, cap
 
 
 def test_multi_style_network_blends_with_style_weights(tmp_path, capsys):
-    multi = _randomise(TransformerNet(channels=8, n_blocks=1, n_styles=3), 2).eval()
+    multi = randomise(TransformerNet(channels=8, n_blocks=1, n_styles=3), 2).eval()
     torch.save(multi.state_dict(), tmp_path / "multi.pth")
     # Style 0 on its own: a single-style network with row 0 of every instance norm.
     single = TransformerNet(channels=8, n_blocks=1, output="clamp")
@@ -290,7 +263,7 @@ def test_multi_style_network_blends_with_style_weights(tmp_path, capsys):
 
 
 def test_preserve_color_keeps_the_contents_chroma(tmp_path):
-    net = _randomise(TransformerNet(channels=8, n_blocks=1), 3, scale=0.1)
+    net = randomise(TransformerNet(channels=8, n_blocks=1), 3, scale=0.1)
     torch.save(net.state_dict(), tmp_path / "net.pth")
     g = torch.Generator().manual_seed(4)
     low = 0.25 + 0.5 * torch.rand(2, 3, 4, 4, generator=g)  # smooth colourful images, away from black and white
@@ -324,7 +297,7 @@ def test_report_has_a_johnson_row_and_its_speed_against_gatys(tmp_path, tiny_fea
     from data.demo import DemoSpec, make_demo_dataset
 
     data = make_demo_dataset(tmp_path / "demo", DemoSpec(size=32, n_train_A=2, n_train_B=2, n_test=3))
-    net = _randomise(TransformerNet(channels=8, n_blocks=1, output="clamp"), 5, scale=0.1)
+    net = randomise(TransformerNet(channels=8, n_blocks=1, output="clamp"), 5, scale=0.1)
     torch.save(net.state_dict(), tmp_path / "candy.pth")
     gatys = ["optim.steps=5", "progress=false", "vgg.weights=random", "loss.content_layers=[relu2_2]",
              "loss.style_layers=[relu1_1,relu2_1]"]

@@ -8,6 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 import torchvision
+from helpers import legacy_fast_neural_style_file, randomise
 from torch import nn
 
 from models.johnson import (
@@ -46,15 +47,6 @@ def _one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
-
-
-def _randomise(net: nn.Module, seed: int) -> nn.Module:
-    """Random values for every parameter, norms included (their init is 1 / 0, which hides mistakes)."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in net.parameters():
-            p.copy_(torch.randn(p.shape, generator=g) * 0.2)
-    return net
 
 
 def _images(n: int, size: int, seed: int, scale: float = 255.0) -> torch.Tensor:
@@ -97,22 +89,9 @@ def test_default_network_has_the_examples_keys_and_shapes():
     assert isinstance(TransformerNet(upsample="transpose").deconv1.conv2d, nn.ConvTranspose2d)
 
 
-def _legacy_file(net: TransformerNet, seed: int) -> dict[str, torch.Tensor]:
-    """The net's own state_dict plus the pre-0.4 InstanceNorm buffers, after each norm's bias."""
-    g = torch.Generator().manual_seed(seed)
-    sd: dict[str, torch.Tensor] = {}
-    for key, value in net.state_dict().items():
-        sd[key] = value.clone()
-        if key.endswith(".bias") and key.split(".")[-2].startswith("in"):
-            prefix = key[: -len("bias")]
-            sd[prefix + "running_mean"] = torch.randn(value.shape, generator=g)
-            sd[prefix + "running_var"] = torch.rand(value.shape, generator=g) + 0.5
-    return sd
-
-
 def test_legacy_running_stats_are_stripped_and_the_file_loads():
-    src = _randomise(TransformerNet(**TINY, output="clamp"), 0).eval()
-    legacy = _legacy_file(src, 1)
+    src = randomise(TransformerNet(**TINY, output="clamp"), 0).eval()
+    legacy = legacy_fast_neural_style_file(src, 1)
     fresh = TransformerNet(**TINY, output="clamp").eval()
     with pytest.raises(RuntimeError, match="running_mean"):
         fresh.load_state_dict(legacy)
@@ -166,7 +145,7 @@ def test_infer_arch_rejects_other_files_with_a_message():
 
 
 def test_cin_one_hot_equals_a_single_style_network():
-    multi = _randomise(TransformerNet(**TINY, n_styles=3), 3).eval()
+    multi = randomise(TransformerNet(**TINY, n_styles=3), 3).eval()
     x = _images(2, 32, 4)
     for k in range(3):
         single = TransformerNet(**TINY)
@@ -179,7 +158,7 @@ def test_cin_one_hot_equals_a_single_style_network():
 
 
 def test_cin_blends_gamma_and_beta_linearly():
-    norm = _randomise(CondInstanceNorm2d(4, n_styles=3), 5)
+    norm = randomise(CondInstanceNorm2d(4, n_styles=3), 5)
     x = torch.randn(2, 4, 5, 5)
     w = torch.tensor([0.25, 0.75, 0.0])
     mu = x.mean(dim=(2, 3), keepdim=True)
@@ -194,13 +173,13 @@ def test_cin_blends_gamma_and_beta_linearly():
     assert torch.allclose(out[0], norm(x[:1], w)[0], atol=1e-6)
     assert torch.allclose(out[1], norm(x[1:], one_hot_style_weights(2, 3))[0], atol=1e-6)
     # One style: exactly nn.InstanceNorm2d(affine=True) with the same weight and bias.
-    single, ref = _randomise(CondInstanceNorm2d(4), 6), nn.InstanceNorm2d(4, affine=True)
+    single, ref = randomise(CondInstanceNorm2d(4), 6), nn.InstanceNorm2d(4, affine=True)
     ref.load_state_dict(single.state_dict())
     assert torch.equal(single(x), ref(x))
 
 
 def test_per_image_style_weights_and_their_checks():
-    net = _randomise(TransformerNet(**TINY, n_styles=3), 7).eval()
+    net = randomise(TransformerNet(**TINY, n_styles=3), 7).eval()
     x = _images(2, 32, 8)
     per = one_hot_style_weights(torch.tensor([0, 2]), 3)
     assert per.shape == (2, 3)
@@ -246,7 +225,7 @@ def test_output_range_tanh_and_clamp():
         assert clamp_net(x).max().item() == 255.0
         clamp_net.deconv3.conv2d.bias.fill_(-7.0)
         assert clamp_net(x).min().item() == 0.0
-        big = _randomise(TransformerNet(**TINY, output="tanh"), 10).eval()
+        big = randomise(TransformerNet(**TINY, output="tanh"), 10).eval()
         big.deconv3.conv2d.weight.mul_(100)
         y = big(x)
         assert y.min() >= 0 and y.max() <= 255 and (y < 1).any() and (y > 254).any()  # saturates, stays inside

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import TINY
-from helpers import same, snapshot
+from helpers import same, snapshot, stop_after
 
 import train
 from options.config import to_dict
@@ -141,15 +141,7 @@ def test_a_new_batch_size_mid_epoch_continues_from_the_image_reached(tiny_config
     """Stopped after 3 batches of 1 image, resumed with batches of 2: the epoch goes on from batch
     1 (images 2-3), so one image is seen twice and none is skipped; the note says so."""
     cut = make_trainer(tiny_config("optim.n_epochs_decay=0"))
-    real = cut.train_step
-
-    def stop_after_three(batch):
-        logs = real(batch)
-        if cut.step + 1 == 3:
-            cut.stop.requested = True
-        return logs
-
-    cut.train_step = stop_after_three
+    stop_after(cut, 3)
     cut.cfg.log.scalars_every = 1  # check the stop request every step
     assert cut.fit().step == 3
     resumed = make_trainer(tiny_config("optim.n_epochs_decay=0", "data.batch_size=2", f"resume={cut.run_dir}"))

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import BATCHES_PER_EPOCH
+from helpers import stop_after
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import train
@@ -173,15 +174,7 @@ def test_resume_mid_epoch_reproduces_uninterrupted_run(tiny_config, make_trainer
     ref.fit()
 
     stopped = make_trainer(tiny_config(*common, "name=cut"))
-    original = stopped.train_step
-
-    def stop_after_four(batch):
-        logs = original(batch)
-        if stopped.step + 1 == 4:
-            stopped.stop.requested = True  # what SIGINT / SIGTERM do
-        return logs
-
-    stopped.train_step = stop_after_four
+    stop_after(stopped, 4)
     first = stopped.fit()
     assert first.stopped_early and first.step == 4 and first.epoch == 0
 

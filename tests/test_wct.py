@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import stop_after
 from PIL import Image
 
 import test as test_cli
@@ -150,15 +151,7 @@ def test_resume_mid_epoch_reproduces_uninterrupted_run(tiny_dataset: Path, tmp_p
     ref.fit()
 
     cut = make_trainer(wct_config(tiny_dataset, tmp_path, *common, "name=cut"))
-    original = cut.train_step
-
-    def stop_after_four(batch):
-        logs = original(batch)
-        if cut.step + 1 == 4:
-            cut.stop.requested = True
-        return logs
-
-    cut.train_step = stop_after_four
+    stop_after(cut, 4)
     first = cut.fit()
     assert first.stopped_early and (first.step, first.epoch) == (4, 1)
 
