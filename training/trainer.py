@@ -15,6 +15,10 @@ PyTorch's default Adam (bit-identical to the public reference) runs and the flag
 per update (on a CPU there is no device to wait for).
 
 Everything needed to continue exactly is checkpointed (see :mod:`utils.checkpoint`).
+
+Just over 400 lines, one concern: the loop and the state it owns. What stands on its own lives
+beside it (``resume``, ``window``, ``run_dir``, ``schedulers``, ``signals``, ``logger``,
+``distributed``, ``compile``, ``rng``).
 """
 
 from __future__ import annotations
