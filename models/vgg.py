@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import re
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, cast
@@ -181,14 +182,18 @@ class VGGFeatures(nn.Module):
     def train(self, mode: bool = True) -> VGGFeatures:
         return super().train(False)  # frozen: there is no batch norm or dropout, but stay explicit
 
-    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        wanted = set(self.layers)
+    def forward(self, x: torch.Tensor, layers: Sequence[str] | None = None) -> dict[str, torch.Tensor]:
+        """{layer: features} for ``layers`` (default: the ones it was built for), in one pass that
+        stops at the deepest of them; each must be among :attr:`names`."""
+        wanted = set(self.layers if layers is None else layers)
         out: dict[str, torch.Tensor] = {}
         h = self.norm(x)
         for name, module in self.body.named_children():
             h = module(h)
             if name in wanted:
                 out[name] = h
+                if len(out) == len(wanted):
+                    break
         return out
 
 

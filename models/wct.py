@@ -97,15 +97,7 @@ def encode_levels(encoder: VGG19Features, images: torch.Tensor, levels: Sequence
     missing = [name for name in wanted if name not in encoder.names]
     if missing:
         raise ValueError(f"the encoder stops at {encoder.names[-1]}; build it with layers including {missing}")
-    out: dict[str, torch.Tensor] = {}
-    h = encoder.norm(images)
-    for name, module in encoder.body.named_children():
-        h = module(h)
-        if name in wanted:
-            out[name] = h
-            if len(out) == len(wanted):
-                break
-    return out
+    return encoder(images, levels)
 
 
 def encode(encoder: VGG19Features, images: torch.Tensor, level: str) -> torch.Tensor:
