@@ -55,10 +55,10 @@ def main(argv: list[str] | None = None) -> int:
 
     def body() -> int:
         from options.config import load, to_yaml
-        from options.report import ReportConfig, validate_report
+        from options.report import ReportConfig
 
         overrides = list(args.overrides) + ([f"device={args.device}"] if args.device else [])
-        cfg = load(ReportConfig, args.config, overrides, validate_report)
+        cfg = load(ReportConfig, args.config, overrides)
         if args.dry_run:
             print(to_yaml(cfg), end="")
             return cli.EXIT_DONE

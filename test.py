@@ -27,8 +27,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
+from methods import METHODS
 from options import cli
+from options.config import build, to_yaml
+from options.methods import MethodOptions
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -38,9 +42,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         "model's name (style_monet, candy, ...)")
     p.add_argument("--input", required=True, help="folder of images, or one image")
     cli.add_output(p, "folder for the results (not the input folder or inside it)", required=True)
-    from methods.registry import METHODS  # names only: no torch
-
-    p.add_argument("--method", default="auto", choices=["auto", *(m for m in METHODS if m != "gatys")],
+    p.add_argument("--method", default="auto", choices=["auto", *(m for m, e in METHODS.items() if e.folders)],
                    help="auto: read off the checkpoint (Gatys: stylize.py)")
     p.add_argument("--direction", choices=["AtoB", "BtoA"], default="AtoB",
                    help="CycleGAN: AtoB uses G_A, BtoA uses G_B (a single-generator file ignores this)")
@@ -73,10 +75,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return p.parse_intermixed_args(argv)
 
 
-def method_options(args: argparse.Namespace):
-    from options.config import build
-    from options.methods import MethodOptions
-
+def method_options(args: argparse.Namespace) -> MethodOptions:
     settings = list(args.settings)
     settings += [f"ngf={args.ngf}"] if args.ngf is not None else []
     settings += [f"n_blocks={args.n_blocks}"] if args.n_blocks is not None else []
@@ -86,16 +85,10 @@ def method_options(args: argparse.Namespace):
         "config": args.config or "", "settings": settings, "amp": args.amp})
 
 
-def dry_run(args: argparse.Namespace) -> int:
+def dry_run(args: argparse.Namespace, plan: list[tuple[Path, Path]]) -> int:
     """What a real run would write, without writing: each input and its output, marked when the
     output exists (kept without --overwrite)."""
-    from pathlib import Path
-
-    from options.config import to_yaml
-    from utils.translate import plan_outputs
-
     print(to_yaml(method_options(args)), end="")
-    plan = plan_outputs(Path(args.input), Path(args.output), args.recursive, args.format)
     existing = sum(dst.exists() for _, dst in plan)
     for src, dst in plan:
         kept = dst.exists() and not args.overwrite
@@ -109,16 +102,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
 
     def body() -> int:
-        from pathlib import Path
-
-        from methods import load_method
+        # Deferred: these load torch, which --help does not need.
+        from methods.loading import load_method
         from utils.gallery import write_gallery
-        from utils.translate import FolderJob, run_folder
+        from utils.translate import FolderJob, plan_outputs, run_folder
 
         method = load_method(method_options(args), args.device)
         print(method.describe())
         if args.dry_run:
-            return dry_run(args)
+            return dry_run(args, plan_outputs(Path(args.input), Path(args.output), args.recursive, args.format))
         job = FolderJob(Path(args.input), Path(args.output), recursive=args.recursive, fmt=args.format,
                         quality=args.quality, overwrite=args.overwrite, keep_alpha=args.alpha_channel == "keep",
                         load_size=args.load_size, max_size=args.max_size, batch_size=args.batch_size,

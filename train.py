@@ -24,6 +24,11 @@ import sys
 from pathlib import Path
 
 from options import cli
+from options.common import RunConfig
+from options.config import to_yaml
+from options.training import load_training_config
+from training import build_trainer
+from utils.errors import UserError
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -36,10 +41,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return p.parse_intermixed_args(argv)
 
 
-def resolve_config(args: argparse.Namespace):
+def resolve_config(args: argparse.Namespace) -> RunConfig:
     """Config file (or the resumed checkpoint's stored config, or defaults) + overrides."""
-    from options.training import load_training_config
-
     overrides = list(args.overrides)
     if args.output:
         out = Path(args.output)
@@ -50,19 +53,12 @@ def resolve_config(args: argparse.Namespace):
         overrides.append(f"resume={args.resume}")
     if args.config or not args.resume:
         return load_training_config(args.config, overrides)
-    from utils.checkpoint import read_training_checkpoint, run_folder_of
+    from training.resume import resumed_config  # deferred: reading a checkpoint loads torch
 
-    ckpt = read_training_checkpoint(args.resume)
-    base = dict(ckpt.config)
-    base.setdefault("method", ckpt.method)
-    run = run_folder_of(ckpt.path)
-    if run is not None and not args.output:  # keep writing into the run folder being resumed, even if moved
-        base["log"] = {**base.get("log", {}), "root": run.parent.as_posix()}
-        base["name"] = run.name
-    return load_training_config(None, overrides, base=base)
+    return resumed_config(args.resume, overrides, args.output)
 
 
-def dry_run_notes(cfg) -> list[str]:
+def dry_run_notes(cfg: RunConfig) -> list[str]:
     """Comment lines for --dry-run: what data the run holds out and how long it is."""
     notes = [f"# method {cfg.method}: run folder {cfg.run_dir}, {cfg.total_epochs} epochs"]
     data = getattr(cfg, "data", None)
@@ -84,9 +80,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
 
     def body() -> int:
-        from options.config import to_yaml
-        from utils.errors import UserError
-
         if not (args.config or args.resume or args.overrides or args.dry_run):
             raise UserError("nothing says what to train: give --config FILE (e.g. experiments/quickstart.yaml), "
                             "--resume RUN, or key=value overrides of the defaults (--dry-run shows them)")
@@ -95,8 +88,6 @@ def main(argv: list[str] | None = None) -> int:
             print("\n".join(dry_run_notes(cfg)))
             print(to_yaml(cfg), end="")
             return cli.EXIT_DONE
-        from training import build_trainer
-
         trainer = build_trainer(cfg, overwrite=args.overwrite)
         if trainer.epoch >= cfg.total_epochs:
             trainer.close()

@@ -18,19 +18,19 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from methods import training_schema  # noqa: E402
 from options.gatys import GatysConfig  # noqa: E402
 from options.methods import MethodOptions  # noqa: E402
 from options.report import ReportConfig  # noqa: E402
-from options.training import schema  # noqa: E402
 
 SECTIONS = [  # (title, schema, introduction)
-    ("CycleGAN training (`method: cyclegan`, the default)", lambda: schema("cyclegan").cls,
+    ("CycleGAN training (`method: cyclegan`, the default)", lambda: training_schema("cyclegan"),
      "`experiments/quickstart.yaml`, `monet.yaml`, `monet_plateau.yaml`. Defaults are the paper's "
      "(Zhu et al. 2017)."),
-    ("Johnson training (`method: johnson`)", lambda: schema("johnson").cls,
+    ("Johnson training (`method: johnson`)", lambda: training_schema("johnson"),
      "`experiments/johnson_demo.yaml`, `johnson_monet.yaml`, `johnson_multi.yaml`. Defaults are the "
      "paper's (Johnson et al. 2016)."),
-    ("WCT / AdaIN decoder training (`method: wct`)", lambda: schema("wct").cls,
+    ("WCT / AdaIN decoder training (`method: wct`)", lambda: training_schema("wct"),
      "`experiments/wct_demo.yaml`, `wct_decoders.yaml`. Defaults follow Li et al. 2017."),
     ("Gatys (`stylize.py --config`, a report entry's `config:`)", lambda: GatysConfig,
      "`experiments/gatys.yaml`, `gatys_quick.yaml`. Loss weights depend on the VGG weights' input "

@@ -39,12 +39,12 @@ from evaluation.metrics import (
     psnr_ssim,
     vgg_losses,
 )
-from methods import load_method, method_class
+from methods import inference_class
 from methods.base import Method, file_fingerprint
+from methods.loading import load_method, open_weights
 from models.style_losses import LossWeights, resize_longer, style_grams, style_target_size
 from models.vgg import VGG19Features, VGGInfo, load_vgg19
 from options.report import ReportConfig
-from utils.checkpoint import open_weights
 from utils.errors import UserError
 from utils.files import write_text_atomic
 from utils.translate import FolderJob, plan_outputs, run_folder
@@ -182,13 +182,13 @@ def run_methods(cfg: ReportConfig, test: TestSet, out: Path, device: torch.devic
     """Each configured method on every test input (or its reused outputs), in config order."""
     inputs_key = [file_fingerprint(p) for p in test.inputs]
     for i, opts in enumerate(cfg.methods):  # every entry checked before any runs (they may take long)
-        if opts.method != "auto" and method_class(opts.method).needs_checkpoint and not opts.checkpoint:
+        if opts.method != "auto" and inference_class(opts.method).needs_checkpoint and not opts.checkpoint:
             raise ReportError(f"methods.{i}: {opts.method} needs a checkpoint")
     runs, taken = [], {"input"}
     for opts in cfg.methods:
         opts = dataclasses.replace(opts)
         name = opts.method if opts.method != "auto" else open_weights(opts.checkpoint, opts.direction).method
-        if not opts.style and cfg.style and method_class(name).takes_style:
+        if not opts.style and cfg.style and inference_class(name).takes_style:
             opts.style, opts.style_weights = list(cfg.style), list(opts.style_weights or cfg.style_weights)
         method = load_method(opts, device)
         slug = _slug(opts.label or method.key, taken)

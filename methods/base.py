@@ -101,6 +101,12 @@ class Method(ABC):
         return {"method": self.key, "settings": self.settings(), "amp": self.amp,
                 "files": [file_fingerprint(p) for p in self.input_files()]}
 
+    @classmethod
+    def recognise(cls, obj: Any) -> str:
+        """The kind of foreign weights file ``obj`` (a loaded torch file) is, if this method reads it
+        (e.g. ``"cyclegan-generator"``), else ``""``. Our own checkpoints say their method themselves."""
+        return ""
+
     def last_losses(self) -> dict[str, float] | None:
         """Per-batch losses of an optimisation method's last call (Gatys), else None."""
         return None

@@ -19,7 +19,7 @@ from models.gatys import GatysParams, stylize
 from models.style_losses import LossWeights
 from models.vgg import LAYER_NAMES, VGG19Features, VGGInfo, load_vgg19
 from options.config import ConfigError, load
-from options.gatys import GatysConfig, validate_gatys
+from options.gatys import GatysConfig
 from options.methods import MethodOptions
 
 
@@ -74,7 +74,7 @@ class GatysMethod(Method):
     @classmethod
     def build(cls, opts: MethodOptions, file: Any, device: torch.device,
               extractor: tuple[VGG19Features, VGGInfo] | None = None) -> GatysMethod:
-        cfg = load(GatysConfig, opts.config or None, opts.settings, validate_gatys)
+        cfg = load(GatysConfig, opts.config or None, opts.settings)
         if opts.preserve_color:
             cfg.image.preserve_color = True
         if not opts.style:

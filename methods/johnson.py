@@ -11,10 +11,14 @@ A multi-style network (conditional instance norm, Dumoulin et al. 2017) blends i
 ``--style-weights w_1 ... w_S`` (normalised to sum to 1; ``1 0 0`` is style 1, ``0.5 0.5 0`` half
 way between styles 1 and 2: the lecture's 100/0 ... 0/100 interpolation); without weights it uses
 its first style. ``--preserve-color`` keeps the content's chroma (luminance-only, YIQ).
+
+The readers of both kinds of file (:func:`johnson_transformer`, architecture inference) live
+here too.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -22,13 +26,136 @@ import torch
 
 from data.image_io import pad_to_multiple, unit_to_uint8
 from methods.base import Method, MethodError
+from methods.loading import WeightsFile
 from models.color import preserve_color
-from models.johnson import TransformerArch, TransformerNet, one_hot_style_weights
+from models.johnson import Output, TransformerArch, TransformerNet, one_hot_style_weights
 from options.config import load
-from options.johnson import JohnsonTestSettings, validate_test_settings
+from options.johnson import JohnsonTestSettings
 from options.methods import MethodOptions
-from utils.checkpoint import WeightsFile, describe_transformer, johnson_transformer
+from utils.checkpoint import CheckpointError, is_state_dict, load_strict, strip_prefixes
 from utils.device import autocast_context
+
+_LEGACY_NORM_KEY = re.compile(r"(?:^|\.)in\d+\.(?:running_mean|running_var|num_batches_tracked)$")
+
+
+def strip_legacy_instance_norm(state_dict: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """Drop a TransformerNet's instance-norm running statistics: -> (clean copy, dropped keys in order).
+
+    The examples' pretrained files were saved before PyTorch 0.4, when InstanceNorm2d kept
+    ``running_mean`` / ``running_var`` that it never used at test time; today's
+    ``load_state_dict`` rejects them (pytorch/examples issue #367; the examples' ``stylize``
+    deletes keys matching ``in\\d+\\.running_(mean|var)$``, as this does, plus
+    ``num_batches_tracked``). The input is not modified.
+    """
+    dropped = [key for key in state_dict if _LEGACY_NORM_KEY.search(key)]
+    gone = set(dropped)
+    return {k: v for k, v in state_dict.items() if k not in gone}, dropped
+
+
+def _is_johnson_transformer(sd: dict[str, torch.Tensor]) -> bool:
+    w = sd.get("conv1.conv2d.weight")
+    return isinstance(w, torch.Tensor) and w.ndim == 4 and tuple(w.shape[1:]) == (3, 9, 9)
+
+
+def _not_transformer(source: str | Path, what: str, found: str, keys: list[str]) -> CheckpointError:
+    sample = ", ".join(keys[:4])
+    hint = ""
+    if keys and all(k.startswith("module.") for k in keys):
+        hint = " (keys start with 'module.': strip that DataParallel prefix first)"
+    elif any(k.startswith("model.") for k in keys):
+        hint = " (keys like model.1.weight are a CycleGAN ResnetGenerator's)"
+    return CheckpointError(f"{source}: not a Johnson TransformerNet state_dict (pytorch/examples fast_neural_style "
+                           f"layout): expected {what}, found {found}; keys: {sample} ... ({len(keys)} keys){hint}")
+
+
+def infer_transformer_arch(state_dict: dict[str, torch.Tensor], *, output: Output,
+                           source: str | Path = "state_dict") -> TransformerArch:
+    """Read channels, n_blocks, n_styles and the up-sampling kind off a TransformerNet state_dict.
+
+    ``output`` (tanh / clamp) leaves no trace in the weights: the caller says which (``clamp``
+    for the examples' files). Legacy running-statistics keys are ignored here (strip them with
+    :func:`strip_legacy_instance_norm` before loading). A nearest (resize-conv) up-sampling
+    weight is (out, in, 3, 3), a transposed one (in, out, 3, 3): that is how the two differ.
+
+    Raises:
+        CheckpointError: not a TransformerNet layout; names the expected and found keys or shapes.
+    """
+    sd, _ = strip_legacy_instance_norm(state_dict)
+    keys = list(sd)
+    w = sd.get("conv1.conv2d.weight")
+    if w is None or w.dim() != 4 or tuple(w.shape[1:]) != (3, 9, 9):
+        raise _not_transformer(source, "conv1.conv2d.weight of shape (C, 3, 9, 9)",
+                               "no such key" if w is None else f"shape {tuple(w.shape)}", keys)
+    c = int(w.shape[0])
+    blocks = sorted({int(m.group(1)) for k in keys if (m := re.match(r"res(\d+)\.", k))})
+    if blocks != list(range(1, len(blocks) + 1)):
+        raise _not_transformer(source, "residual blocks res1 .. resN without gaps", f"res{blocks}", keys)
+    norm = sd.get("in1.weight")
+    if norm is None or tuple(norm.shape[-1:]) != (c,) or norm.dim() not in (1, 2) or tuple(norm.shape) == (1, c):
+        raise _not_transformer(source, f"in1.weight of shape ({c},) or (n_styles > 1, {c})",
+                               "no such key" if norm is None else f"shape {tuple(norm.shape)}", keys)
+    n_styles = 1 if norm.dim() == 1 else int(norm.shape[0])
+    up = sd.get("deconv1.conv2d.weight")
+    shape = None if up is None else tuple(up.shape)
+    if shape not in ((2 * c, 4 * c, 3, 3), (4 * c, 2 * c, 3, 3)):
+        raise _not_transformer(source, f"deconv1.conv2d.weight of shape ({2 * c}, {4 * c}, 3, 3) (nearest) or "
+                               f"({4 * c}, {2 * c}, 3, 3) (transpose)",
+                               "no such key" if shape is None else f"shape {shape}", keys)
+    arch = TransformerArch(c, len(blocks), n_styles, "nearest" if shape == (2 * c, 4 * c, 3, 3) else "transpose",
+                           output)
+    with torch.device("meta"):  # shapes only, no memory
+        own = TransformerNet.from_arch(arch).state_dict()
+    missing, unexpected = [k for k in own if k not in sd], [k for k in sd if k not in own]
+    if missing or unexpected:
+        raise _not_transformer(source, f"the keys of {arch}", f"missing {missing[:4]}, unexpected {unexpected[:4]}",
+                               keys)
+    bad = [k for k in own if tuple(own[k].shape) != tuple(sd[k].shape)]
+    if bad:
+        raise _not_transformer(source, f"{bad[0]} of shape {tuple(own[bad[0]].shape)} for {arch}",
+                               f"{tuple(sd[bad[0]].shape)}", keys)
+    return arch
+
+
+def describe_transformer(arch: TransformerArch) -> str:
+    """One line, e.g. ``TransformerNet c32, 5 blocks, nearest up-sampling, tanh output, 3 styles``."""
+    styles = f", {arch.n_styles} styles" if arch.n_styles > 1 else ""
+    return (f"TransformerNet c{arch.channels}, {arch.n_blocks} blocks, {arch.upsample} up-sampling, "
+            f"{arch.output} output{styles}")
+
+
+def johnson_transformer(file: WeightsFile, output: Output | None = None
+                        ) -> tuple[TransformerNet, TransformerArch, list[str]]:
+    """The transformation network of one of our Johnson runs / checkpoints (``nets["transformer"]``,
+    output convention from its config) or of a fast_neural_style file (output ``clamp``, legacy
+    InstanceNorm running statistics dropped) -> (net in eval mode without gradients on the CPU,
+    its architecture, the ignored legacy keys). ``output`` overrides the convention."""
+    obj = file.obj
+    if file.kind == "training":
+        if file.method != "johnson":
+            raise CheckpointError(f"{file.path} is a {file.method} checkpoint, not a Johnson network; use "
+                                  f"--method auto (or {file.method})")
+        nets = obj.get("nets")
+        sd = nets.get("transformer") if isinstance(nets, dict) else None
+        if not is_state_dict(sd):
+            raise CheckpointError(f"{file.path}: checkpoint has no nets['transformer'] (found nets: "
+                                  f"{sorted(nets) if isinstance(nets, dict) else type(nets).__name__})")
+        model = (obj.get("config") or {}).get("model") or {}
+        out = output or model.get("output", "tanh")
+        what = "nets['transformer']"
+    elif file.kind == "johnson-transformer":
+        sd = obj["state_dict"] if isinstance(obj, dict) and is_state_dict(obj.get("state_dict")) else obj
+        out, what = output or "clamp", "the TransformerNet state_dict"
+    else:
+        found = f"a {file.method} file ({file.kind})" if file.method else f"a {file.kind} file"
+        raise CheckpointError(f"{file.path}: expected a Johnson network (one of our johnson runs, or a "
+                              f"fast_neural_style .pth such as candy.pth), found {found}")
+    sd = strip_prefixes(sd)
+    arch = infer_transformer_arch(sd, output=out, source=file.path)
+    clean, ignored = strip_legacy_instance_norm(sd)
+    net = TransformerNet.from_arch(arch)
+    load_strict(net, clean, file.path, what, describe_transformer(arch))
+    net.eval().requires_grad_(False)
+    return net, arch, ignored
 
 
 def blend_weights(arch: TransformerArch, weights: list[float], source: str | Path) -> torch.Tensor | None:
@@ -67,11 +194,16 @@ class JohnsonMethod(Method):
         if opts.style:
             raise MethodError("a Johnson network learned its style(s) in training and takes no --style image; "
                               "use --method wct, adain or gatys for a new style image")
-        s = load(JohnsonTestSettings, opts.config or None, opts.settings, validate_test_settings)
+        s = load(JohnsonTestSettings, opts.config or None, opts.settings)
         autocast_context(device, opts.amp)  # a bad amp / device pair fails before any work
         net, arch, ignored = johnson_transformer(file, None if s.output == "auto" else s.output)
         weights = blend_weights(arch, list(opts.style_weights), file.path)
         return cls(net, arch, ignored, file, weights, opts, device)
+
+    @classmethod
+    def recognise(cls, obj: Any) -> str:
+        sd = obj.get("state_dict") if isinstance(obj, dict) and is_state_dict(obj.get("state_dict")) else obj
+        return "johnson-transformer" if is_state_dict(sd) and _is_johnson_transformer(strip_prefixes(sd)) else ""
 
     # ------------------------------------------------------------------------------- description
 

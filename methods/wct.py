@@ -14,46 +14,99 @@ with the decoders of one ``wct`` training run and any style image.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 from data.image_io import load_style_images, uint8_to_unit, unit_to_uint8
 from methods.base import Method, MethodError
+from methods.loading import WeightsFile
 from models.color import preserve_color
 from models.style_losses import resize_longer
-from models.vgg import VGG19Features, VGGInfo
-from models.wct import ADAIN_LEVEL, StyleFeatures, coarse_to_fine, stylize
+from models.vgg import VGG19Features, VGGInfo, VGGWeightsUnavailable, load_vgg19
+from models.wct import ADAIN_LEVEL, LEVELS, StyleFeatures, build_decoders, coarse_to_fine, stylize
 from options.config import ConfigError, build, load
 from options.methods import MethodOptions
 from options.wct import (
     AdaINSettings,
-    DecoderConfig,
+    WCTConfig,
     WCTSettings,
-    validate_adain_settings,
-    validate_wct_settings,
+    encoder_weights,
 )
-from utils.checkpoint import LoadedDecoders, WeightsFile, wct_decoders
+from utils.checkpoint import CheckpointError, is_state_dict, load_strict, strip_prefixes
 from utils.device import autocast_context
-from utils.errors import UserError
 
 
-def run_config(file: WeightsFile) -> DecoderConfig:
+@dataclass
+class LoadedDecoders:
+    decoders: nn.ModuleDict  # level -> models.wct.Decoder; eval mode, no gradients, on the CPU
+    levels: list[str]  # the levels it has decoders for, fine to coarse
+    width: float  # the decoders' channel multiplier (model.width)
+    config: dict[str, Any]  # the run's resolved config: the encoder it inverts is under "vgg"
+
+
+def wct_decoders(file: WeightsFile) -> LoadedDecoders:
+    """The decoders of one of our ``wct`` training runs (``nets["decoders"]``, keys like
+    ``relu4_1.body.conv4_1.weight``), built at the run's ``model.width`` and loaded strictly."""
+    if file.kind != "training" or file.method != "wct":
+        found = f"a {file.method} training checkpoint" if file.kind == "training" else f"a {file.kind} file"
+        raise CheckpointError(f"{file.path}: WCT and AdaIN need a decoder run (method: wct), found {found}; train "
+                              f"decoders with `python train.py --config experiments/wct_demo.yaml`")
+    nets = file.obj.get("nets")
+    sd = nets.get("decoders") if isinstance(nets, dict) else None
+    if not is_state_dict(sd):
+        raise CheckpointError(f"{file.path}: checkpoint has no decoders nets['decoders'] (found nets: "
+                              f"{sorted(nets) if isinstance(nets, dict) else type(nets).__name__})")
+    sd = strip_prefixes(sd)
+    prefixes = {key.split(".", 1)[0] for key in sd}
+    unknown = sorted(prefixes - set(LEVELS))
+    if unknown:
+        raise CheckpointError(f"{file.path}: nets['decoders'] has entries for {', '.join(unknown)}, which are not "
+                              f"levels ({', '.join(LEVELS)})")
+    levels = sorted(prefixes, key=LEVELS.index)
+    config = file.config or {}
+    width = float((config.get("model") or {}).get("width", 1.0))
+    try:
+        net = build_decoders(levels, width)
+    except ValueError as e:
+        raise CheckpointError(f"{file.path}: cannot build the decoders ({e})") from e
+    load_strict(net, sd, file.path, "nets['decoders']", f"decoders for {', '.join(levels)} at width {width:g}")
+    net.eval().requires_grad_(False)
+    return LoadedDecoders(net, levels, width, config)
+
+
+def load_encoder(cfg: WCTConfig, levels: list[str]) -> tuple[VGG19Features, VGGInfo]:
+    """The frozen VGG-19 a run's decoders invert (:func:`options.wct.encoder_weights`), built up to
+    the deepest of ``levels``; a missing weights file is a :class:`MethodError` saying what to do."""
+    v = cfg.vgg
+    weights, fallback = encoder_weights(v)
+    try:
+        net, info = load_vgg19(levels, "max", weights, v.preprocess, allow_download=v.download,
+                               random_if_unavailable=fallback, seed=cfg.seed)
+    except VGGWeightsUnavailable as e:
+        what = f"this run was trained with vgg.resolved={v.resolved}; " if v.resolved else ""
+        raise MethodError(f"vgg.weights={v.weights}: {what}{e}") from e
+    if v.resolved == "random" and v.weights != "random":
+        info = replace(info, note="the run's fallback: no pretrained weights when it trained")
+    return net, info
+
+
+def run_config(file: WeightsFile) -> WCTConfig:
     """The decoder run's stored config, as the schema reads it."""
     try:
-        return build(DecoderConfig, file.config)
+        return build(WCTConfig, file.config)
     except ConfigError as e:
         raise MethodError(f"{file.path}: the run's stored config does not read as a wct config ({e})") from e
 
 
-def run_encoder(cfg: DecoderConfig, levels: list[str], device: torch.device) -> tuple[VGG19Features, VGGInfo]:
+def run_encoder(cfg: WCTConfig, levels: list[str], device: torch.device) -> tuple[VGG19Features, VGGInfo]:
     """The VGG-19 the run's decoders invert, built up to the deepest of ``levels``, on ``device``."""
-    from training.decoders import load_encoder
-
     try:
         net, info = load_encoder(cfg, levels)
-    except UserError as e:
+    except MethodError as e:
         raise MethodError(f"the decoders' encoder cannot be rebuilt: {e}") from e
     return net.to(device), info
 
@@ -151,7 +204,7 @@ class WCTMethod(UniversalStyleMethod):
     @classmethod
     def build(cls, opts: MethodOptions, file: WeightsFile | None, device: torch.device) -> WCTMethod:
         loaded = _decoders_of(file, "WCT")
-        s = load(WCTSettings, opts.config or None, opts.settings, validate_wct_settings)
+        s = load(WCTSettings, opts.config or None, opts.settings)
         levels = list(s.levels) or list(loaded.levels)
         missing = [level for level in levels if level not in loaded.levels]
         if missing:
@@ -169,7 +222,7 @@ class AdaINMethod(UniversalStyleMethod):
     @classmethod
     def build(cls, opts: MethodOptions, file: WeightsFile | None, device: torch.device) -> AdaINMethod:
         loaded = _decoders_of(file, "AdaIN")
-        s = load(AdaINSettings, opts.config or None, opts.settings, validate_adain_settings)
+        s = load(AdaINSettings, opts.config or None, opts.settings)
         if ADAIN_LEVEL not in loaded.levels:
             raise MethodError(f"AdaIN needs a {ADAIN_LEVEL} decoder; {file.path} has decoders for "
                               f"{', '.join(loaded.levels)} only: train one with model.levels including {ADAIN_LEVEL} "

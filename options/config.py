@@ -3,15 +3,14 @@
 Every command that has a config uses these functions with its own root dataclass (the
 schemas live beside this file: :mod:`options.cyclegan`, :mod:`options.gatys`, ...)::
 
-    cfg = load(CycleGANConfig, "experiments/monet.yaml", ["optim.lr=1e-4", "data.batch_size=4"],
-               validator=validate_cyclegan)
+    cfg = load(CycleGANConfig, "experiments/monet.yaml", ["optim.lr=1e-4", "data.batch_size=4"])
 
 Types: ``bool``, ``int``, ``float`` (ints accepted), ``str``, ``Literal[...]`` (a closed set of
 choices), nested dataclasses (sections), and lists of any of these, written as YAML lists
 (``style_layers: [relu1_1, relu2_1]`` or ``loss.style_layers=[relu1_1,relu2_1]``). A list of
 sections is addressed by index in overrides: ``methods.2.alpha=0.6``. Any mistake (unknown key,
 wrong type, bad choice, a file that is not a YAML mapping) raises :class:`ConfigError` naming the
-key and what is valid; validators add ranges and cross-key rules with :func:`check`.
+key and what is valid; each schema's ``validate()`` adds ranges and cross-key rules with :func:`check`.
 
 The resolved config is stored beside a run (``config.yaml``) and inside every checkpoint.
 This module imports no torch (commands answer ``--help`` and ``--dry-run`` without it).
@@ -24,7 +23,7 @@ import difflib
 import math
 import re
 import typing
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -227,16 +226,18 @@ def _defaults(cls: type) -> dict[str, Any]:
 
 
 def load(schema: type[T], path: str | Path | None = None, overrides: Iterable[str] = (),
-         validator: Callable[[T], None] | None = None, base: dict[str, Any] | None = None) -> T:
-    """``base`` (or the YAML file at ``path``, or the defaults) + overrides -> a validated ``schema``."""
+         base: dict[str, Any] | None = None) -> T:
+    """``base`` (or the YAML file at ``path``, or the defaults) + overrides -> a ``schema``, checked
+    by its ``validate()`` (every schema of a command or method has one)."""
     data: dict[str, Any] = dict(base or {})
     if path is not None:
         data = read_yaml(path)
     for override in overrides:
         apply_override(data, override, schema)
     cfg = build(schema, data)
-    if validator is not None:
-        validator(cfg)
+    validate = getattr(cfg, "validate", None)
+    if validate is not None:
+        validate()
     return cfg
 
 

@@ -9,7 +9,7 @@ capped batches per epoch) are keys here, off by default.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import ClassVar, Literal
 
 from options.common import (
     OptimConfig,
@@ -102,6 +102,73 @@ class CycleGANConfig(RunConfig):
     train: CycleGANTrainConfig = field(default_factory=CycleGANTrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
 
+    # Key prefixes a resumed run may not change: they would not describe the checkpoint's networks or state.
+    RESUME_FROZEN: ClassVar[tuple[str, ...]] = ("method", "model.", "train.pool_size")
+
+    def validate(self) -> None:
+        """Ranges and cross-key rules; raises :class:`ConfigError` naming the key."""
+        cfg = self
+        validate_run(cfg)
+        d, m, o, t, e = cfg.data, cfg.model, cfg.optim, cfg.train, cfg.eval
+        check(d.demo_seed >= 0, "data.demo_seed", "must be >= 0")
+        check(0 < d.load_size <= 16384, "data.load_size", f"must be in [1, 16384], got {d.load_size}")
+        check(0 < d.crop_size <= 8192, "data.crop_size", f"must be in [1, 8192], got {d.crop_size}")
+        check(d.crop_size % 4 == 0, "data.crop_size",
+              f"must be a multiple of 4 (the generator down-samples twice), got {d.crop_size}")
+        if d.preprocess in ("resize_and_crop", "scale_width_and_crop", "scale_shortside_and_crop"):
+            check(d.crop_size <= d.load_size, "data.crop_size",
+                  f"{d.crop_size} is larger than data.load_size {d.load_size}; the crop must fit in the resized image")
+        if "crop" in d.preprocess:
+            if discriminator_output_side(d.crop_size, m.n_layers_D) < 1:
+                need = 3 * 2**m.n_layers_D
+                raise ConfigError(f"data.crop_size: {d.crop_size} px is too small for a PatchGAN with "
+                                  f"model.n_layers_D={m.n_layers_D} (its last layers would see less than 2x2 pixels); "
+                                  f"use data.crop_size >= {need} or fewer model.n_layers_D")
+        check(1 <= d.batch_size <= 4096, "data.batch_size", "must be in [1, 4096]")
+        if d.batch_size > 1 and d.preprocess in ("none", "scale_width"):
+            raise ConfigError(f"data.batch_size: {d.batch_size} needs images of one size, but data.preprocess="
+                              f"{d.preprocess} keeps each image's own size; use resize_and_crop, crop or "
+                              f"scale_width_and_crop, or data.batch_size=1")
+        check(d.num_workers >= 0, "data.num_workers", "must be >= 0")
+        check(d.prefetch_factor >= 1, "data.prefetch_factor", "must be >= 1")
+        check(d.subset_A >= 0, "data.subset_A", "must be >= 0 (0 = all images)")
+        check(d.subset_B >= 0, "data.subset_B", "must be >= 0 (0 = all images)")
+        check(d.val_images >= 0, "data.val_images", "must be >= 0")
+
+        for key, top in (("input_nc", 16), ("output_nc", 16), ("ngf", 1024), ("ndf", 1024), ("n_layers_D", 8)):
+            value = getattr(m, key)
+            check(1 <= value <= top, f"model.{key}", f"must be in [1, {top}], got {value}")
+        check(0 <= m.n_blocks <= 64, "model.n_blocks", f"must be in [0, 64], got {m.n_blocks}")
+        check(m.init_gain > 0, "model.init_gain", "must be > 0")
+
+        for key in ("lambda_A", "lambda_B", "lambda_identity"):
+            check(getattr(cfg.loss, key) >= 0, f"loss.{key}", "must be >= 0")
+        if cfg.loss.lambda_identity > 0:
+            check(m.input_nc == m.output_nc, "loss.lambda_identity",
+                  "identity loss needs model.input_nc == model.output_nc; set loss.lambda_identity=0")
+
+        validate_optim(o)
+        check(o.lr_D >= 0, "optim.lr_D", f"must be >= 0 (0 = same as optim.lr), got {o.lr_D}")
+        if o.lr_policy == "plateau":
+            if o.plateau_metric == "cycle_l1":
+                check(d.val_images > 0, "optim.lr_policy",
+                      "plateau on cycle_l1 steps on held-out images, so data.val_images must be > 0 "
+                      "(or set optim.plateau_metric=fid or kid with eval.every_epochs=1)")
+            else:
+                check(e.every_epochs == 1, "optim.plateau_metric",
+                      f"{o.plateau_metric} is computed every eval.every_epochs epochs; plateau needs it every epoch "
+                      f"(eval.every_epochs=1)")
+
+        validate_train(t)
+        check(0 <= t.pool_size <= 10000, "train.pool_size", "must be in [0, 10000]")
+        check(t.d_steps_per_g >= 1, "train.d_steps_per_g", "must be >= 1")
+        check(t.d_clip >= 0, "train.d_clip", "must be >= 0 (0 = off)")
+
+        check(e.every_epochs >= 0, "eval.every_epochs", "must be >= 0 (0 = off)")
+        check(e.max_images >= 0, "eval.max_images", "must be >= 0 (0 = all)")
+        check(e.batch_size >= 1, "eval.batch_size", "must be >= 1")
+        check(e.kid_subsets >= 1, "eval.kid_subsets", "must be >= 1")
+
 
 def discriminator_output_side(crop: int, n_layers: int) -> int:
     """Side of the PatchGAN's logit map for a ``crop`` x ``crop`` input (k4 p1 convs: stride 2
@@ -112,74 +179,6 @@ def discriminator_output_side(crop: int, n_layers: int) -> int:
     return side - 2
 
 
-def validate_cyclegan(cfg: CycleGANConfig) -> None:
-    """Ranges and cross-key rules; raises :class:`ConfigError` naming the key."""
-    validate_run(cfg)
-    d, m, o, t, e = cfg.data, cfg.model, cfg.optim, cfg.train, cfg.eval
-    check(d.demo_seed >= 0, "data.demo_seed", "must be >= 0")
-    check(0 < d.load_size <= 16384, "data.load_size", f"must be in [1, 16384], got {d.load_size}")
-    check(0 < d.crop_size <= 8192, "data.crop_size", f"must be in [1, 8192], got {d.crop_size}")
-    check(d.crop_size % 4 == 0, "data.crop_size",
-          f"must be a multiple of 4 (the generator down-samples twice), got {d.crop_size}")
-    if d.preprocess in ("resize_and_crop", "scale_width_and_crop", "scale_shortside_and_crop"):
-        check(d.crop_size <= d.load_size, "data.crop_size",
-              f"{d.crop_size} is larger than data.load_size {d.load_size}; the crop must fit in the resized image")
-    if "crop" in d.preprocess:
-        if discriminator_output_side(d.crop_size, m.n_layers_D) < 1:
-            need = 3 * 2**m.n_layers_D
-            raise ConfigError(f"data.crop_size: {d.crop_size} px is too small for a PatchGAN with "
-                              f"model.n_layers_D={m.n_layers_D} (its last layers would see less than 2x2 pixels); "
-                              f"use data.crop_size >= {need} or fewer model.n_layers_D")
-    check(1 <= d.batch_size <= 4096, "data.batch_size", "must be in [1, 4096]")
-    if d.batch_size > 1 and d.preprocess in ("none", "scale_width"):
-        raise ConfigError(f"data.batch_size: {d.batch_size} needs images of one size, but data.preprocess="
-                          f"{d.preprocess} keeps each image's own size; use resize_and_crop, crop or "
-                          f"scale_width_and_crop, or data.batch_size=1")
-    check(d.num_workers >= 0, "data.num_workers", "must be >= 0")
-    check(d.prefetch_factor >= 1, "data.prefetch_factor", "must be >= 1")
-    check(d.subset_A >= 0, "data.subset_A", "must be >= 0 (0 = all images)")
-    check(d.subset_B >= 0, "data.subset_B", "must be >= 0 (0 = all images)")
-    check(d.val_images >= 0, "data.val_images", "must be >= 0")
-
-    for key, top in (("input_nc", 16), ("output_nc", 16), ("ngf", 1024), ("ndf", 1024), ("n_layers_D", 8)):
-        value = getattr(m, key)
-        check(1 <= value <= top, f"model.{key}", f"must be in [1, {top}], got {value}")
-    check(0 <= m.n_blocks <= 64, "model.n_blocks", f"must be in [0, 64], got {m.n_blocks}")
-    check(m.init_gain > 0, "model.init_gain", "must be > 0")
-
-    for key in ("lambda_A", "lambda_B", "lambda_identity"):
-        check(getattr(cfg.loss, key) >= 0, f"loss.{key}", "must be >= 0")
-    if cfg.loss.lambda_identity > 0:
-        check(m.input_nc == m.output_nc, "loss.lambda_identity",
-              "identity loss needs model.input_nc == model.output_nc; set loss.lambda_identity=0")
-
-    validate_optim(o)
-    check(o.lr_D >= 0, "optim.lr_D", f"must be >= 0 (0 = same as optim.lr), got {o.lr_D}")
-    if o.lr_policy == "plateau":
-        if o.plateau_metric == "cycle_l1":
-            check(d.val_images > 0, "optim.lr_policy",
-                  "plateau on cycle_l1 steps on held-out images, so data.val_images must be > 0 "
-                  "(or set optim.plateau_metric=fid or kid with eval.every_epochs=1)")
-        else:
-            check(e.every_epochs == 1, "optim.plateau_metric",
-                  f"{o.plateau_metric} is computed every eval.every_epochs epochs; plateau needs it every epoch "
-                  f"(eval.every_epochs=1)")
-
-    validate_train(t)
-    check(0 <= t.pool_size <= 10000, "train.pool_size", "must be in [0, 10000]")
-    check(t.d_steps_per_g >= 1, "train.d_steps_per_g", "must be >= 1")
-    check(t.d_clip >= 0, "train.d_clip", "must be >= 0 (0 = off)")
-
-    check(e.every_epochs >= 0, "eval.every_epochs", "must be >= 0 (0 = off)")
-    check(e.max_images >= 0, "eval.max_images", "must be >= 0 (0 = all)")
-    check(e.batch_size >= 1, "eval.batch_size", "must be >= 1")
-    check(e.kid_subsets >= 1, "eval.kid_subsets", "must be >= 1")
-
-
-# Keys a resumed run may not change: they would not describe the checkpoint's networks or state.
-RESUME_FROZEN = ("method", "model.", "train.pool_size")
-
-
 @dataclass
 class CycleGANTestSettings:
     """Inference settings (``test.py`` overrides): force the architecture instead of reading it."""
@@ -187,7 +186,7 @@ class CycleGANTestSettings:
     ngf: int = 0  # 0 = read from the checkpoint
     n_blocks: int = 0  # 0 = read from the checkpoint
 
-
-def validate_test_settings(s: CycleGANTestSettings) -> None:
-    check(0 <= s.ngf <= 1024, "ngf", "must be in [0, 1024] (0 = from the checkpoint)")
-    check(0 <= s.n_blocks <= 64, "n_blocks", "must be in [0, 64] (0 = from the checkpoint)")
+    def validate(self) -> None:
+        s = self
+        check(0 <= s.ngf <= 1024, "ngf", "must be in [0, 1024] (0 = from the checkpoint)")
+        check(0 <= s.n_blocks <= 64, "n_blocks", "must be in [0, 64] (0 = from the checkpoint)")

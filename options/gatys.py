@@ -81,6 +81,40 @@ class GatysConfig:
     optim: GatysOptimConfig = field(default_factory=GatysOptimConfig)
     image: GatysImageConfig = field(default_factory=GatysImageConfig)
 
+    def validate(self) -> None:
+        """Ranges and cross-key rules; raises :class:`options.config.ConfigError` naming the key."""
+        cfg = self
+        check_device(cfg.device)
+        check(cfg.seed >= 0, "seed", "must be >= 0")
+        check(cfg.batch_size >= 1, "batch_size", "must be >= 1")
+        check(cfg.log_every >= 1, "log_every", "must be >= 1")
+        v = cfg.vgg
+        check(bool(v.weights.strip()), "vgg.weights", "expected imagenet, random or a path to a .pth file")
+        if v.weights not in ("imagenet", "random"):
+            check(Path(v.weights).expanduser().is_file(), "vgg.weights",
+                  f"file {v.weights} not found (use imagenet, random, or a path to a VGG-19 state_dict)")
+        lo = cfg.loss
+        _check_layers("loss.content_layers", lo.content_layers, "loss.content_layer_weights", lo.content_layer_weights)
+        _check_layers("loss.style_layers", lo.style_layers, "loss.style_layer_weights", lo.style_layer_weights)
+        for key in ("content_weight", "style_weight", "tv_weight"):
+            check(getattr(lo, key) >= 0, f"loss.{key}", "must be >= 0")
+        check(lo.content_weight + lo.style_weight > 0, "loss.style_weight", "content and style weight are both 0")
+        o = cfg.optim
+        check(o.steps >= 1, "optim.steps", "must be >= 1")
+        check(o.lr >= 0, "optim.lr", "must be >= 0 (0 = the optimiser's default)")
+        check(o.lbfgs_history >= 1, "optim.lbfgs_history", "must be >= 1")
+        check(o.sched_step >= 1, "optim.sched_step", "must be >= 1")
+        check(0 < o.sched_gamma <= 1, "optim.sched_gamma", "must be in (0, 1]")
+        check(o.sched_patience >= 0, "optim.sched_patience", "must be >= 0")
+        check(0 <= o.noise_ratio <= 1, "optim.noise_ratio", "must be in [0, 1]")
+        im = cfg.image
+        check(im.size == 0 or 16 <= im.size <= 8192, "image.size", "must be 0 (keep the input size) or in [16, 8192]")
+        check(im.style_scale > 0, "image.style_scale", "must be > 0")
+        check(im.scales >= 1, "image.scales", "must be >= 1")
+        check(im.scale_factor > 1, "image.scale_factor", "must be > 1")
+        check(all(b >= 0 for b in im.style_blend) and (not im.style_blend or sum(im.style_blend) > 0),
+              "image.style_blend", "weights must be >= 0 with a positive sum")
+
 
 def _check_layers(layers_key: str, layers: list[str], weights_key: str, weights: list[float]) -> None:
     check(bool(layers), layers_key, "needs at least one layer, e.g. [relu4_2]")
@@ -92,40 +126,6 @@ def _check_layers(layers_key: str, layers: list[str], weights_key: str, weights:
               f"weights must be >= 0 with a positive sum, got {weights}")
 
 
-def validate_gatys(cfg: GatysConfig) -> None:
-    """Ranges and cross-key rules; raises :class:`options.config.ConfigError` naming the key."""
-    check_device(cfg.device)
-    check(cfg.seed >= 0, "seed", "must be >= 0")
-    check(cfg.batch_size >= 1, "batch_size", "must be >= 1")
-    check(cfg.log_every >= 1, "log_every", "must be >= 1")
-    v = cfg.vgg
-    check(bool(v.weights.strip()), "vgg.weights", "expected imagenet, random or a path to a .pth file")
-    if v.weights not in ("imagenet", "random"):
-        check(Path(v.weights).expanduser().is_file(), "vgg.weights",
-              f"file {v.weights} not found (use imagenet, random, or a path to a VGG-19 state_dict)")
-    lo = cfg.loss
-    _check_layers("loss.content_layers", lo.content_layers, "loss.content_layer_weights", lo.content_layer_weights)
-    _check_layers("loss.style_layers", lo.style_layers, "loss.style_layer_weights", lo.style_layer_weights)
-    for key in ("content_weight", "style_weight", "tv_weight"):
-        check(getattr(lo, key) >= 0, f"loss.{key}", "must be >= 0")
-    check(lo.content_weight + lo.style_weight > 0, "loss.style_weight", "content and style weight are both 0")
-    o = cfg.optim
-    check(o.steps >= 1, "optim.steps", "must be >= 1")
-    check(o.lr >= 0, "optim.lr", "must be >= 0 (0 = the optimiser's default)")
-    check(o.lbfgs_history >= 1, "optim.lbfgs_history", "must be >= 1")
-    check(o.sched_step >= 1, "optim.sched_step", "must be >= 1")
-    check(0 < o.sched_gamma <= 1, "optim.sched_gamma", "must be in (0, 1]")
-    check(o.sched_patience >= 0, "optim.sched_patience", "must be >= 0")
-    check(0 <= o.noise_ratio <= 1, "optim.noise_ratio", "must be in [0, 1]")
-    im = cfg.image
-    check(im.size == 0 or 16 <= im.size <= 8192, "image.size", "must be 0 (keep the input size) or in [16, 8192]")
-    check(im.style_scale > 0, "image.style_scale", "must be > 0")
-    check(im.scales >= 1, "image.scales", "must be >= 1")
-    check(im.scale_factor > 1, "image.scale_factor", "must be > 1")
-    check(all(b >= 0 for b in im.style_blend) and (not im.style_blend or sum(im.style_blend) > 0),
-          "image.style_blend", "weights must be >= 0 with a positive sum")
-
-
 def load_gatys_config(path: str | Path | None = None, overrides: list[str] | None = None) -> GatysConfig:
     """YAML file (or defaults) + ``key.sub=value`` overrides -> a validated :class:`GatysConfig`."""
-    return load(GatysConfig, path, overrides or [], validate_gatys)
+    return load(GatysConfig, path, overrides or [])

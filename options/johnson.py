@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 from options.common import (
     ImageDataConfig,
@@ -117,57 +117,57 @@ class JohnsonConfig(RunConfig):
         """Styles the network holds: one per image with ``style.multi``, else one (maybe blended)."""
         return len(self.style.images) if self.style.multi else 1
 
+    # Key prefixes a resumed run may not change: the network's shape, its styles and the loss network
+    # that defines their targets (a new style is a new run).
+    RESUME_FROZEN: ClassVar[tuple[str, ...]] = ("method", "model.", "style.", "vgg.")
 
-def validate_johnson(cfg: JohnsonConfig) -> None:
-    """Ranges and cross-key rules; raises :class:`ConfigError` naming the key."""
-    validate_run(cfg)
-    d, s, v, lo, m = cfg.data, cfg.style, cfg.vgg, cfg.loss, cfg.model
-    validate_image_data(d)
-    if d.demo:
-        check(Path(d.root).name in DEMO_FOLDERS, "data.root",
-              f"with data.demo=true it must be a folder of the demo dataset (e.g. datasets/demo/trainB, the demo's "
-              f"photos), got {d.root!r}")
+    def validate(self) -> None:
+        """Ranges and cross-key rules; raises :class:`ConfigError` naming the key."""
+        cfg = self
+        validate_run(cfg)
+        d, s, v, lo, m = cfg.data, cfg.style, cfg.vgg, cfg.loss, cfg.model
+        validate_image_data(d)
+        if d.demo:
+            check(Path(d.root).name in DEMO_FOLDERS, "data.root",
+                  f"with data.demo=true it must be a folder of the demo dataset (e.g. datasets/demo/trainB, the demo's "
+                  f"photos), got {d.root!r}")
 
-    check(bool(s.images), "style.images", "list at least one style image, e.g. style.images=[painting.jpg]")
-    if s.weights:
-        check(not s.multi, "style.weights", "blends the images into ONE style target; with style.multi=true each "
-              "image is its own style (blend those at test time: test.py --style-weights)")
-        check(len(s.weights) == len(s.images), "style.weights",
-              f"{len(s.weights)} weights for {len(s.images)} style image(s)")
-        check(all(w >= 0 for w in s.weights) and sum(s.weights) > 0, "style.weights",
-              "weights must be >= 0 with a positive sum")
-    if s.multi:
-        check(2 <= len(s.images) <= 256, "style.multi",
-              f"needs 2 to 256 style.images (one style each), got {len(s.images)}")
-    check(s.size == 0 or 16 <= s.size <= 8192, "style.size", f"must be 0 (own size) or in [16, 8192], got {s.size}")
+        check(bool(s.images), "style.images", "list at least one style image, e.g. style.images=[painting.jpg]")
+        if s.weights:
+            check(not s.multi, "style.weights", "blends the images into ONE style target; with style.multi=true each "
+                  "image is its own style (blend those at test time: test.py --style-weights)")
+            check(len(s.weights) == len(s.images), "style.weights",
+                  f"{len(s.weights)} weights for {len(s.images)} style image(s)")
+            check(all(w >= 0 for w in s.weights) and sum(s.weights) > 0, "style.weights",
+                  "weights must be >= 0 with a positive sum")
+        if s.multi:
+            check(2 <= len(s.images) <= 256, "style.multi",
+                  f"needs 2 to 256 style.images (one style each), got {len(s.images)}")
+        check(s.size == 0 or 16 <= s.size <= 8192, "style.size", f"must be 0 (own size) or in [16, 8192], got {s.size}")
 
-    check(v.weights != "", "vgg.weights", "must be imagenet, random or a path to a .pth file")
-    names = vgg_layer_names(v.arch)
-    for key, layers in (("loss.content_layers", lo.content_layers), ("loss.style_layers", lo.style_layers)):
-        check(bool(layers), key, "needs at least one layer")
-        bad = [n for n in layers if n not in names]
-        if bad:
-            raise ConfigError(f"{key}: unknown {v.arch.upper()} layer(s) {', '.join(bad)}; valid: {', '.join(names)}")
-    for key in ("content_weight", "style_weight", "tv_weight"):
-        check(getattr(lo, key) >= 0, f"loss.{key}", f"must be >= 0, got {getattr(lo, key)}")
-    check(lo.content_weight + lo.style_weight > 0, "loss.style_weight", "content and style weights are both 0")
+        check(v.weights != "", "vgg.weights", "must be imagenet, random or a path to a .pth file")
+        names = vgg_layer_names(v.arch)
+        for key, layers in (("loss.content_layers", lo.content_layers), ("loss.style_layers", lo.style_layers)):
+            check(bool(layers), key, "needs at least one layer")
+            bad = [n for n in layers if n not in names]
+            if bad:
+                raise ConfigError(f"{key}: unknown {v.arch.upper()} layer(s) {', '.join(bad)}; "
+                                  f"valid: {', '.join(names)}")
+        for key in ("content_weight", "style_weight", "tv_weight"):
+            check(getattr(lo, key) >= 0, f"loss.{key}", f"must be >= 0, got {getattr(lo, key)}")
+        check(lo.content_weight + lo.style_weight > 0, "loss.style_weight", "content and style weights are both 0")
 
-    check(1 <= m.channels <= 512, "model.channels", f"must be in [1, 512], got {m.channels}")
-    check(0 <= m.n_blocks <= 64, "model.n_blocks", f"must be in [0, 64], got {m.n_blocks}")
-    check(d.crop_size >= 8, "data.crop_size", f"must be >= 8 (the network down-samples twice), got {d.crop_size}")
+        check(1 <= m.channels <= 512, "model.channels", f"must be in [1, 512], got {m.channels}")
+        check(0 <= m.n_blocks <= 64, "model.n_blocks", f"must be in [0, 64], got {m.n_blocks}")
+        check(d.crop_size >= 8, "data.crop_size", f"must be >= 8 (the network down-samples twice), got {d.crop_size}")
 
-    validate_optim(cfg.optim)
-    if cfg.optim.lr_policy == "plateau":
-        check(d.val_images > 0, "optim.lr_policy",
-              "plateau steps on the held-out loss, so data.val_images must be > 0")
-    validate_train(cfg.train)
-    check(not cfg.train.grad_checkpoint, "train.grad_checkpoint",
-          "is not implemented for the Johnson network (1.7 M parameters); lower data.batch_size or data.crop_size")
-
-
-# Keys a resumed run may not change: the network's shape, its styles and the loss network that
-# defines their targets (a new style is a new run).
-RESUME_FROZEN = ("method", "model.", "style.", "vgg.")
+        validate_optim(cfg.optim)
+        if cfg.optim.lr_policy == "plateau":
+            check(d.val_images > 0, "optim.lr_policy",
+                  "plateau steps on the held-out loss, so data.val_images must be > 0")
+        validate_train(cfg.train)
+        check(not cfg.train.grad_checkpoint, "train.grad_checkpoint",
+              "is not implemented for the Johnson network (1.7 M parameters); lower data.batch_size or data.crop_size")
 
 
 @dataclass
@@ -176,6 +176,5 @@ class JohnsonTestSettings:
 
     output: Literal["auto", "tanh", "clamp"] = "auto"  # auto: our runs' config; foreign files clamp (the examples)
 
-
-def validate_test_settings(s: JohnsonTestSettings) -> None:
-    """Nothing beyond the types today; kept so every method's settings load the same way."""
+    def validate(self) -> None:
+        """Nothing beyond the types today."""

@@ -12,13 +12,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from methods.registry import METHODS
+from methods import METHODS
 from options.config import check
 
 
 @dataclass
 class MethodOptions:
-    method: str = "auto"  # a registered method (methods/registry.py) or auto: read off the checkpoint
+    method: str = "auto"  # a method of the table (methods/__init__.py) or auto: read off the checkpoint
     checkpoint: str = ""  # run folder, checkpoint file, foreign weights file, or a downloaded model's name
     direction: Literal["AtoB", "BtoA"] = "AtoB"  # CycleGAN: AtoB uses G_A, BtoA uses G_B
     style: list[str] = field(default_factory=list)  # style images (methods that take a style at test time)

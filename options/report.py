@@ -57,28 +57,30 @@ class ReportConfig:
     html_rows: int = 100  # test images shown in index.html
     title: str = "Unpaired translation and style transfer, side by side"
 
+    def validate(self) -> None:
+        cfg = self
+        check(bool(cfg.dataset) != bool(cfg.input), "dataset", "give exactly one of dataset (testA/ testB/ layout) "
+              "and input (any folder of images)")
+        check(not cfg.ground_truth or bool(cfg.input), "ground_truth", "only with input (a dataset brings its own)")
+        check(not cfg.demo or bool(cfg.dataset), "demo", "generates the demo dataset into `dataset`: set dataset too")
+        check(cfg.limit >= 0, "limit", "must be >= 0 (0 = all)")
+        check(bool(cfg.methods), "methods", "list at least one method, e.g. methods=[{method: cyclegan, checkpoint: "
+              "runs/quickstart}]")
+        for i, m in enumerate(cfg.methods):
+            validate_method_options(m, f"methods.{i}.")
+            if m.method == "auto" and not m.checkpoint:
+                raise ConfigError(f"methods.{i}.method: auto needs a checkpoint")
+        check_device(cfg.device)
+        check(cfg.batch_size >= 1, "batch_size", "must be >= 1")
+        check(cfg.kid_subsets >= 1, "kid_subsets", "must be >= 1")
+        check(cfg.grid_rows >= 1, "grid_rows", "must be >= 1")
+        check(cfg.html_rows >= 1, "html_rows", "must be >= 1")
+        check(all(w >= 0 for w in cfg.style_weights), "style_weights", "must be >= 0")
+        if cfg.style_weights:
+            check(len(cfg.style_weights) == len(cfg.style), "style_weights",
+                  f"{len(cfg.style_weights)} weights for {len(cfg.style)} style image(s)")
+        check(bool(cfg.scoring.content_layers), "scoring.content_layers", "needs at least one layer")
+        check(bool(cfg.scoring.style_layers), "scoring.style_layers", "needs at least one layer")
+        check(cfg.scoring.style_scale > 0, "scoring.style_scale", "must be > 0")
 
-def validate_report(cfg: ReportConfig) -> None:
-    check(bool(cfg.dataset) != bool(cfg.input), "dataset", "give exactly one of dataset (testA/ testB/ layout) "
-          "and input (any folder of images)")
-    check(not cfg.ground_truth or bool(cfg.input), "ground_truth", "only with input (a dataset brings its own)")
-    check(not cfg.demo or bool(cfg.dataset), "demo", "generates the demo dataset into `dataset`: set dataset too")
-    check(cfg.limit >= 0, "limit", "must be >= 0 (0 = all)")
-    check(bool(cfg.methods), "methods", "list at least one method, e.g. methods=[{method: cyclegan, checkpoint: "
-          "runs/quickstart}]")
-    for i, m in enumerate(cfg.methods):
-        validate_method_options(m, f"methods.{i}.")
-        if m.method == "auto" and not m.checkpoint:
-            raise ConfigError(f"methods.{i}.method: auto needs a checkpoint")
-    check_device(cfg.device)
-    check(cfg.batch_size >= 1, "batch_size", "must be >= 1")
-    check(cfg.kid_subsets >= 1, "kid_subsets", "must be >= 1")
-    check(cfg.grid_rows >= 1, "grid_rows", "must be >= 1")
-    check(cfg.html_rows >= 1, "html_rows", "must be >= 1")
-    check(all(w >= 0 for w in cfg.style_weights), "style_weights", "must be >= 0")
-    if cfg.style_weights:
-        check(len(cfg.style_weights) == len(cfg.style), "style_weights",
-              f"{len(cfg.style_weights)} weights for {len(cfg.style)} style image(s)")
-    check(bool(cfg.scoring.content_layers), "scoring.content_layers", "needs at least one layer")
-    check(bool(cfg.scoring.style_layers), "scoring.style_layers", "needs at least one layer")
-    check(cfg.scoring.style_scale > 0, "scoring.style_scale", "must be > 0")
+

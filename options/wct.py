@@ -19,7 +19,7 @@ No torch imports here (``--help`` and ``--dry-run`` stay fast).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import ClassVar, Literal
 
 from options.common import (
     ImageDataConfig,
@@ -50,18 +50,18 @@ class EncoderConfig:
 
 
 @dataclass
-class DecoderModelConfig:
+class WCTModelConfig:
     levels: list[str] = field(default_factory=lambda: list(LEVELS))  # decoders to train (any of relu1_1 ... relu5_1)
     width: float = 1.0  # inner channel multiplier (1 = Li et al.'s decoders; 0.25 for a quick CPU demo)
 
 
 @dataclass
-class DecoderLossConfig:
+class WCTLossConfig:
     feature_weight: float = 1.0  # lambda of Li et al. eq. 1: pixel + lambda * feature reconstruction
 
 
 @dataclass
-class DecoderOptimConfig(OptimConfig):
+class WCTOptimConfig(OptimConfig):
     lr: float = 1e-4
     beta1: float = 0.9
     beta2: float = 0.999
@@ -74,15 +74,38 @@ def _data_defaults() -> ImageDataConfig:
 
 
 @dataclass
-class DecoderConfig(RunConfig):
+class WCTConfig(RunConfig):
     method: Literal["wct"] = "wct"
     name: str = "wct"
     data: ImageDataConfig = field(default_factory=_data_defaults)
     vgg: EncoderConfig = field(default_factory=EncoderConfig)
-    model: DecoderModelConfig = field(default_factory=DecoderModelConfig)
-    loss: DecoderLossConfig = field(default_factory=DecoderLossConfig)
-    optim: DecoderOptimConfig = field(default_factory=DecoderOptimConfig)
+    model: WCTModelConfig = field(default_factory=WCTModelConfig)
+    loss: WCTLossConfig = field(default_factory=WCTLossConfig)
+    optim: WCTOptimConfig = field(default_factory=WCTOptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+
+    # Key prefixes a resumed run may not change: they would not describe the checkpoint's networks or state.
+    RESUME_FROZEN: ClassVar[tuple[str, ...]] = ("method", "model.", "vgg.weights", "vgg.preprocess", "vgg.resolved")
+
+    def validate(self) -> None:
+        """Ranges and cross-key rules; raises :class:`options.config.ConfigError` naming the key."""
+        cfg = self
+        validate_run(cfg)
+        d, v, m = cfg.data, cfg.vgg, cfg.model
+        validate_image_data(d, CROP_MULTIPLE)
+        check(bool(v.weights), "vgg.weights", "must be imagenet, random or a path to a VGG-19 .pth file")
+        check(v.resolved in ("", "imagenet", "random") or v.resolved == v.weights, "vgg.resolved",
+              "is written by the trainer (the weights it loaded); leave it out of configs")
+        _check_levels(m.levels, "model.levels", allow_empty=False)
+        check(0 < m.width <= 4, "model.width", f"must be in (0, 4], got {m.width}")
+        check(cfg.loss.feature_weight >= 0, "loss.feature_weight", f"must be >= 0, got {cfg.loss.feature_weight}")
+        validate_optim(cfg.optim)
+        if cfg.optim.lr_policy == "plateau":
+            check(d.val_images > 0, "optim.lr_policy",
+                  "plateau steps on the held-out pixel reconstruction loss, so data.val_images must be > 0")
+        validate_train(cfg.train)
+        check(not cfg.train.grad_checkpoint, "train.grad_checkpoint",
+              "is for the CycleGAN generator's residual blocks; decoders have none (set it false)")
 
 
 def _check_levels(levels: list[str], key: str, allow_empty: bool) -> None:
@@ -90,30 +113,6 @@ def _check_levels(levels: list[str], key: str, allow_empty: bool) -> None:
     check(not bad, key, f"unknown level(s) {', '.join(bad)}; valid: {', '.join(LEVELS)}")
     check(len(set(levels)) == len(levels), key, f"lists a level twice: {levels}")
     check(allow_empty or bool(levels), key, f"needs at least one level; valid: {', '.join(LEVELS)}")
-
-
-def validate_decoders(cfg: DecoderConfig) -> None:
-    """Ranges and cross-key rules; raises :class:`options.config.ConfigError` naming the key."""
-    validate_run(cfg)
-    d, v, m = cfg.data, cfg.vgg, cfg.model
-    validate_image_data(d, CROP_MULTIPLE)
-    check(bool(v.weights), "vgg.weights", "must be imagenet, random or a path to a VGG-19 .pth file")
-    check(v.resolved in ("", "imagenet", "random") or v.resolved == v.weights, "vgg.resolved",
-          "is written by the trainer (the weights it loaded); leave it out of configs")
-    _check_levels(m.levels, "model.levels", allow_empty=False)
-    check(0 < m.width <= 4, "model.width", f"must be in (0, 4], got {m.width}")
-    check(cfg.loss.feature_weight >= 0, "loss.feature_weight", f"must be >= 0, got {cfg.loss.feature_weight}")
-    validate_optim(cfg.optim)
-    if cfg.optim.lr_policy == "plateau":
-        check(d.val_images > 0, "optim.lr_policy",
-              "plateau steps on the held-out pixel reconstruction loss, so data.val_images must be > 0")
-    validate_train(cfg.train)
-    check(not cfg.train.grad_checkpoint, "train.grad_checkpoint",
-          "is for the CycleGAN generator's residual blocks; decoders have none (set it false)")
-
-
-# Keys a resumed run may not change: the networks and the encoder they invert.
-RESUME_FROZEN = ("method", "model.", "vgg.weights", "vgg.preprocess", "vgg.resolved")
 
 
 def encoder_weights(v: EncoderConfig) -> tuple[str, bool]:
@@ -142,6 +141,14 @@ class WCTSettings:
     rank_tol: float = 1e-5  # eigenvalues <= rank_tol * largest are dropped (relative rank cut)
     style_max_size: int = 512  # a style image's longer side is scaled down to this if above (0 = never)
 
+    def validate(self) -> None:
+        s = self
+        _check_levels(s.levels, "levels", allow_empty=True)
+        check(s.eps >= 0, "eps", f"must be >= 0, got {s.eps}")
+        check(0 <= s.rank_tol < 1, "rank_tol", f"must be in [0, 1), got {s.rank_tol}")
+        check(0 <= s.style_max_size <= 8192, "style_max_size", f"must be in [0, 8192] (0 = never scaled), "
+              f"got {s.style_max_size}")
+
 
 @dataclass
 class AdaINSettings:
@@ -150,16 +157,8 @@ class AdaINSettings:
     eps: float = 1e-5  # added to the content variance (Huang & Belongie's value)
     style_max_size: int = 512  # a style image's longer side is scaled down to this if above (0 = never)
 
-
-def validate_wct_settings(s: WCTSettings) -> None:
-    _check_levels(s.levels, "levels", allow_empty=True)
-    check(s.eps >= 0, "eps", f"must be >= 0, got {s.eps}")
-    check(0 <= s.rank_tol < 1, "rank_tol", f"must be in [0, 1), got {s.rank_tol}")
-    check(0 <= s.style_max_size <= 8192, "style_max_size", f"must be in [0, 8192] (0 = never scaled), "
-          f"got {s.style_max_size}")
-
-
-def validate_adain_settings(s: AdaINSettings) -> None:
-    check(s.eps >= 0, "eps", f"must be >= 0, got {s.eps}")
-    check(0 <= s.style_max_size <= 8192, "style_max_size", f"must be in [0, 8192] (0 = never scaled), "
-          f"got {s.style_max_size}")
+    def validate(self) -> None:
+        s = self
+        check(s.eps >= 0, "eps", f"must be >= 0, got {s.eps}")
+        check(0 <= s.style_max_size <= 8192, "style_max_size", f"must be in [0, 8192] (0 = never scaled), "
+              f"got {s.style_max_size}")

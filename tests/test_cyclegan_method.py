@@ -16,14 +16,14 @@ from image_corpus import noise
 from PIL import Image
 
 from data.image_io import pil_to_uint8, to_model_range, to_uint8
-from methods import load_method
 from methods.base import MethodError
-from methods.cyclegan import CycleGANMethod, grey
+from methods.cyclegan import CycleGANMethod, grey, infer_cyclegan_arch
+from methods.loading import load_method
 from models.color import rgb_to_yiq
 from models.cyclegan import build_discriminator, build_generator
 from models.networks import GeneratorArch
 from options.methods import MethodOptions
-from utils.checkpoint import CheckpointError, infer_cyclegan_arch
+from utils.checkpoint import CheckpointError
 from utils.device import DeviceError
 
 TINY_ARCH = GeneratorArch(ngf=8, n_blocks=1)

@@ -260,7 +260,7 @@ def test_demo_configs_never_download(tmp_path, monkeypatch):
     (an empty torch cache: the labelled random-weight fallback, no network)."""
     import models.vgg
     from options.config import load
-    from options.report import ReportConfig, validate_report
+    from options.report import ReportConfig
 
     downloads: list[str] = []
 
@@ -270,7 +270,7 @@ def test_demo_configs_never_download(tmp_path, monkeypatch):
 
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
     monkeypatch.setattr(models.vgg, "_download", no_network)
-    report = load(ReportConfig, ROOT / "experiments" / "report_demo.yaml", [], validate_report)
+    report = load(ReportConfig, ROOT / "experiments" / "report_demo.yaml", [])
     assert not report.download
     gatys = [m for m in report.methods if m.method == "gatys"]
     assert gatys

@@ -20,7 +20,7 @@ import train
 from data.unaligned import DatasetError
 from evaluation.render import write_report
 from evaluation.report_data import build_report_data
-from methods import load_method
+from methods.loading import load_method, open_weights
 from models.color import rgb_to_yiq
 from models.johnson import TransformerNet
 from models.style_losses import style_grams
@@ -28,9 +28,9 @@ from models.vgg import layer_names
 from options.config import ConfigError, build, to_dict
 from options.johnson import vgg_layer_names
 from options.methods import MethodOptions
-from options.report import ReportConfig, validate_report
+from options.report import ReportConfig
 from options.training import load_training_config
-from utils.checkpoint import open_weights, read_training_checkpoint
+from utils.checkpoint import read_training_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["method=johnson", "device=cpu", "data.load_size=32", "data.crop_size=32", "data.num_workers=0",
@@ -307,7 +307,7 @@ def test_report_has_a_johnson_row_and_its_speed_against_gatys(tmp_path, tiny_fea
                     "style_layers": ["relu1_1", "relu2_1"]},
         "methods": [{"method": "johnson", "checkpoint": str(tmp_path / "candy.pth")},
                     {"method": "gatys", "config": str(ROOT / "experiments/gatys_quick.yaml"), "settings": gatys}]})
-    validate_report(cfg)
+    cfg.validate()
     out = tmp_path / "report"
     report = build_report_data(cfg, out, torch.device("cpu"), feature_extractor=tiny_features, log=lambda s: None)
     result = write_report(report, out)

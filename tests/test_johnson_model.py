@@ -11,6 +11,7 @@ import torchvision
 from helpers import legacy_fast_neural_style_file, randomise
 from torch import nn
 
+from methods.johnson import infer_transformer_arch, strip_legacy_instance_norm
 from models.johnson import (
     CondInstanceNorm2d,
     JohnsonLosses,
@@ -32,7 +33,7 @@ from models.vgg import (
     load_vgg,
     load_vgg19,
 )
-from utils.checkpoint import CheckpointError, infer_transformer_arch, strip_legacy_instance_norm
+from utils.checkpoint import CheckpointError
 
 TINY = dict(channels=8, n_blocks=1)
 MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)

@@ -24,7 +24,7 @@ from evaluation.metrics import psnr_ssim
 from evaluation.render import COLUMNS, write_report
 from evaluation.report_data import build_report_data, dataset_test_set, folder_test_set
 from options.config import load
-from options.report import ReportConfig, validate_report
+from options.report import ReportConfig
 
 cli = load_script("report")
 CPU = torch.device("cpu")
@@ -65,7 +65,7 @@ def write_config(path: Path, run: Path | None, dataset: Path | None = None, **to
 
 
 def _load(path: Path, *overrides: str) -> ReportConfig:
-    return load(ReportConfig, path, list(overrides), validate_report)
+    return load(ReportConfig, path, list(overrides))
 
 
 def _report(capsys, cfg: Path, out: Path, *extra: str) -> tuple[dict, str]:

@@ -55,7 +55,7 @@ def test_a_second_trainer_on_a_live_run_folder_exits_2_naming_the_holder(tiny_co
     assert rc == 2 and f"is in use by another trainer (PID {os.getpid()})" in err
     assert sorted(p.name for p in cfg.run_dir.rglob("*")) == before  # the second one touched nothing
     first.close()  # the lock goes with the trainer: the folder is usable again
-    with RunFolder(cfg.run_dir, resume=True) as folder:
+    with RunFolder(cfg.run_dir, resume=cfg.run_dir) as folder:
         assert folder.path == cfg.run_dir
 
 
@@ -66,11 +66,11 @@ def _cfg_overrides(cfg) -> list[str]:
 def test_the_lock_is_the_operating_systems(tmp_path: Path) -> None:
     """flock: released when its file descriptor closes, which the OS does when a process dies
     (the SIGKILL test in test_kill.py relaunches on the same folder)."""
-    a = RunFolder(tmp_path / "run", resume=False).open()
+    a = RunFolder(tmp_path / "run", resume="").open()
     with pytest.raises(RunFolderError, match="in use by another trainer"):
-        RunFolder(tmp_path / "run", resume=True).open()
+        RunFolder(tmp_path / "run", resume=tmp_path / "run").open()
     a.close()
-    RunFolder(tmp_path / "run", resume=True).open().close()
+    RunFolder(tmp_path / "run", resume=tmp_path / "run").open().close()
 
 
 @pytest.mark.parametrize("case", ["a_file", "read_only", "full", "name_too_long"])

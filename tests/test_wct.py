@@ -15,8 +15,8 @@ from PIL import Image
 
 import test as test_cli
 from data.image_io import pil_to_uint8, uint8_to_unit
-from methods import load_method
 from methods.base import MethodError
+from methods.loading import load_method
 from models import wct as wct_model
 from models.color import preserve_color
 from models.feature_transforms import adain, feature_stats
@@ -25,7 +25,7 @@ from options.config import ConfigError
 from options.methods import MethodOptions
 from options.training import load_training_config
 from options.wct import LEVELS
-from training.decoders import level_losses
+from training.wct import level_losses
 from utils.checkpoint import list_checkpoints, read_training_checkpoint
 
 TINY_WCT = [
@@ -298,14 +298,14 @@ def test_report_has_wct_and_adain_rows_with_numbers(trained, tiny_dataset, tmp_p
     from evaluation.render import markdown_table
     from evaluation.report_data import build_report_data
     from options.config import load
-    from options.report import ReportConfig, validate_report
+    from options.report import ReportConfig
 
     run = trained[0]
     cfg = load(ReportConfig, None, [
         f"dataset={tiny_dataset}", f"style=[{tiny_dataset / 'trainA' / '0000.png'}]", "device=cpu", "download=false",
         f"methods=[{{method: wct, checkpoint: {run}, alpha: 0.8}}, {{method: adain, checkpoint: {run}}}]",
         "scoring.vgg.weights=random", "scoring.content_layers=[relu2_1]", "scoring.style_layers=[relu1_1,relu2_1]",
-    ], validate_report)
+    ])
     data = build_report_data(cfg, tmp_path / "report", torch.device("cpu"), feature_extractor=tiny_features,
                              log=lambda _: None)
     rows = {r.method: r for r in data.rows}

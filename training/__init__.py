@@ -1,25 +1,11 @@
-"""Training: one loop (:mod:`training.trainer`) and one trainer per method.
-
-``build_trainer(cfg)`` picks the trainer from the config's ``method`` key; adding a
-trainable method = one module here + its config schema (``options/training.py``).
-"""
+"""Training: one loop (:mod:`training.trainer`) and one trainer per method, found through the
+method table (:data:`methods.METHODS`)."""
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
-# method -> "module:class"
-TRAINERS: dict[str, str] = {
-    "cyclegan": "training.cyclegan:CycleGANTrainer",
-    "johnson": "training.johnson:JohnsonTrainer",
-    "wct": "training.decoders:DecoderTrainer",
-}
-
-
-def trainer_class(method: str) -> Any:
-    module, cls = TRAINERS[method].split(":")
-    return getattr(importlib.import_module(module), cls)
+from methods import trainer_class
 
 
 def build_trainer(cfg: Any, overwrite: bool = False) -> Any:

@@ -14,13 +14,37 @@ from typing import Any
 
 import torch
 
-from options.config import ConfigError, build, changed_keys, to_dict
-from options.training import refused_resume_changes, schema
+from methods import training_schema
+from options.common import RunConfig
+from options.config import ConfigError, build, changed_keys, parse_override, to_dict
+from options.training import load_training_config, refused_resume_changes
 from training.rng import set_rng_state
 from training.schedulers import build_scheduler, place_at
-from utils.checkpoint import CheckpointError, TrainingCheckpoint, read_training_checkpoint
+from utils.checkpoint import CheckpointError, TrainingCheckpoint, read_training_checkpoint, run_folder_of
 
 IGNORED = ("resume", "name", "log.root")  # where the run lives, not what it does
+
+
+def resumed_config(resume: str | Path, overrides: list[str], output: str | Path | None = None) -> RunConfig:
+    """``train.py --resume RUN`` without ``--config``: the checkpoint's stored config + overrides.
+
+    The run continues in the folder the checkpoint sits in (``RUN/checkpoints/step_*.pt``), or in
+    ``output`` when given; the folder names stored in the file (``log.root``, ``name``) are data
+    of where it was trained, never a place to write. A loose checkpoint file needs ``output``.
+    """
+    ckpt = read_training_checkpoint(resume)
+    for override in overrides:
+        key, value = parse_override(override)
+        if key == "method" and value != ckpt.method:
+            raise CheckpointError(f"method={value}: {ckpt.path} is a {ckpt.method} run and the method cannot change "
+                                  f"on resume; start a new run with --config instead")
+    run = Path(output) if output else run_folder_of(ckpt.path)
+    if run is None:
+        raise CheckpointError(f"{ckpt.path} is not inside a run folder (RUN/{'checkpoints'}/step_*.pt): say which "
+                              f"folder to continue in with --output DIR (a new folder, or the run it came from)")
+    base = {**ckpt.config, "method": ckpt.method, "name": run.name}
+    base["log"] = {**(ckpt.config.get("log") or {}), "root": run.parent.as_posix() or "."}
+    return load_training_config(None, overrides, base=base)
 
 
 def resume(trainer: Any, path: str | Path) -> list[str]:
@@ -30,7 +54,7 @@ def resume(trainer: Any, path: str | Path) -> list[str]:
     if ckpt.method != trainer.method:
         raise CheckpointError(f"{ckpt.path} is a {ckpt.method} run; this config trains {trainer.method}")
     try:  # the stored config with today's defaults filled in (older releases stored fewer keys)
-        stored = to_dict(build(schema(trainer.method).cls, {**ckpt.config, "method": ckpt.method}))
+        stored = to_dict(build(training_schema(trainer.method), {**ckpt.config, "method": ckpt.method}))
     except ConfigError:
         stored = ckpt.config
     changed = [k for k in changed_keys(stored, to_dict(trainer.cfg)) if k not in IGNORED]

@@ -7,6 +7,9 @@
 * **Fresh runs.** A run that is not a resume refuses a folder that already holds a run
   (checkpoints, TensorBoard events or a ``config.yaml``) and says how to resume it or choose
   another name; ``--overwrite`` starts afresh and deletes those files (only them).
+* **Resumes into another folder** (a checkpoint copied from elsewhere continued with
+  ``--output``, or a config naming another run) follow the fresh-run rule: a folder holding a
+  different run is never taken over, so its config and checkpoints are never replaced or pruned.
 * **Unwritable places** (read-only, a file in the way, a full disk, a name too long) are a
   one-line error before any work is done.
 """
@@ -18,7 +21,7 @@ import os
 import shutil
 from pathlib import Path
 
-from utils.checkpoint import CKPT_DIR, list_checkpoints
+from utils.checkpoint import CKPT_DIR, list_checkpoints, run_folder_of
 from utils.errors import UserError
 
 try:
@@ -49,9 +52,11 @@ def _describe_os_error(e: OSError) -> str:
 class RunFolder:
     """``open()`` makes, checks and locks the folder; ``close()`` releases the lock."""
 
-    def __init__(self, path: str | Path, *, resume: bool, overwrite: bool = False, enabled: bool = True) -> None:
+    def __init__(self, path: str | Path, *, resume: str | Path = "", overwrite: bool = False,
+                 enabled: bool = True) -> None:
+        """``resume``: the run folder or checkpoint file the run continues from ("" for a fresh run)."""
         self.path = Path(path)
-        self.resume, self.overwrite, self.enabled = resume, overwrite, enabled
+        self.resume, self.overwrite, self.enabled = str(resume), overwrite, enabled
         self._lock_fd: int | None = None
 
     def open(self) -> RunFolder:
@@ -66,7 +71,7 @@ class RunFolder:
             raise RunFolderError(f"{self.path} is a file, not a folder; choose another log.root= or name=")
         self._lock()
         try:
-            if not self.resume:
+            if not self._continues_itself():
                 self._check_fresh()
             self._check_writable()
         except BaseException:
@@ -107,6 +112,17 @@ class RunFolder:
         os.write(fd, f"{os.getpid()}\n".encode())
         self._lock_fd = fd
 
+    def _continues_itself(self) -> bool:
+        """True when the run resumes from this very folder (or a checkpoint file inside it)."""
+        if not self.resume:
+            return False
+        source = Path(self.resume)
+        folder = source if source.is_dir() else run_folder_of(source)
+        try:
+            return folder is not None and folder.resolve() == self.path.resolve()
+        except OSError:
+            return False
+
     def _check_fresh(self) -> None:
         checkpoints = list_checkpoints(self.path)
         tb = self.path / "tb"
@@ -117,9 +133,11 @@ class RunFolder:
         if not self.overwrite:
             what = (f"{len(checkpoints)} checkpoint(s), newest {checkpoints[-1].name}" if checkpoints
                     else "the logs of an earlier run")
+            whose = f"another run than {self.resume}" if self.resume else "a run"
             raise RunFolderError(
-                f"{self.path} already holds a run ({what}). Resume it with `python train.py --resume {self.path}`, "
-                f"choose another name=, or pass --overwrite to start afresh (deletes its checkpoints and logs)")
+                f"{self.path} already holds {whose} ({what}). Resume it with `python train.py --resume {self.path}`, "
+                f"choose another name= (or --output), or pass --overwrite to start afresh (deletes its checkpoints "
+                f"and logs)")
         for p in [*checkpoints, *events, *config]:
             p.unlink(missing_ok=True)
         for tmp in (self.path / CKPT_DIR).glob(".step_*.tmp") if (self.path / CKPT_DIR).is_dir() else []:

@@ -89,7 +89,7 @@ class Trainer:
         self.rank, self.world, self.is_main = dist.rank(), dist.world_size(), dist.is_main()
         seed_everything(cfg.seed + self.rank, cfg.deterministic, self.device)
         self.run_dir = cfg.run_dir
-        self.folder = RunFolder(self.run_dir, resume=bool(cfg.resume), overwrite=overwrite, enabled=self.is_main)
+        self.folder = RunFolder(self.run_dir, resume=cfg.resume, overwrite=overwrite, enabled=self.is_main)
         self.folder.open()
         try:
             self._setup()

@@ -1,7 +1,4 @@
-"""Every file of weights this project reads or writes, in one module.
-
-Over 400 lines on purpose: one module knows every kind of file the project accepts, so no
-format is ever written in two places. Sections:
+"""Our checkpoint files: atomic writes, safe loads, the training-checkpoint format, pruning.
 
 1. **Files**: atomic writes (temp file + fsync + rename), safe loads (``weights_only=True``,
    first bytes sniffed so a text or image file is named as such), a run's checkpoint folder.
@@ -16,17 +13,14 @@ format is ever written in two places. Sections:
 
    (The format keeps the name of the project's first method.) Files live in
    ``<run>/checkpoints/step_00001234.pt``; the newest ``checkpoint.keep`` are kept.
-3. **Weights for inference** (``test.py``, the report): a run folder, one of our checkpoints,
-   a name of a downloaded pretrained model (``style_monet``, ``candy``), or a foreign file:
-   the public CycleGAN reference's generator state_dicts (``latest_net_G_A.pth``,
-   ``style_monet.pth``: the architecture is read off the keys), PyTorch's
-   ``examples/fast_neural_style`` networks (``candy.pth`` ...: Johnson et al. 2016, legacy
-   InstanceNorm keys dropped), and other methods' files registered through :func:`register_layout`.
+3. **State-dict helpers** every method's reader uses: wrapper prefixes, strict loads with a
+   readable error. Reading each method's files (ours for inference, and foreign ones such as
+   the CycleGAN reference's generators) lives beside that method in ``methods/``; resolving
+   ``--checkpoint`` in :mod:`methods.loading`.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import errno
 import os
 import re
@@ -40,8 +34,6 @@ from typing import Any
 import torch
 from torch import nn
 
-from models.johnson import Output, TransformerArch, TransformerNet
-from models.networks import GeneratorArch, ResnetGenerator
 from utils.errors import UserError
 
 FORMAT = "cyclegan-checkpoint"
@@ -291,35 +283,7 @@ def run_folder_of(checkpoint_file: Path) -> Path | None:
 
 
 # ---------------------------------------------------------------------------------------------
-# 3. Weights for inference
-
-
-@dataclass
-class WeightsFile:
-    """What ``--checkpoint`` pointed at, read: the file, its content and what kind it is.
-
-    ``kind``: ``"training"`` (one of our checkpoints: ``method`` says whose), or a foreign
-    layout named by :func:`sniff` (``"cyclegan-generator"``, ``"johnson-transformer"`` ...).
-    """
-
-    path: Path
-    obj: Any
-    kind: str
-    method: str
-    source: str  # "run" (newest checkpoint of a run folder), "checkpoint", "state_dict", "pretrained"
-    step: int | None = None
-    config: dict[str, Any] = field(default_factory=dict)
-    extra: dict[str, Any] = field(default_factory=dict)  # a training checkpoint's method state
-
-
-# Foreign layouts: (kind, method, predicate over a state_dict). Method modules add theirs.
-_SNIFFERS: list[tuple[str, str, Any]] = []
-
-
-def register_layout(kind: str, method: str, predicate: Any) -> None:
-    """Teach :func:`sniff` a foreign file layout (called by the method module that reads it)."""
-    if kind not in [k for k, _, _ in _SNIFFERS]:
-        _SNIFFERS.append((kind, method, predicate))
+# 3. State-dict helpers
 
 
 def is_state_dict(obj: Any) -> bool:
@@ -337,81 +301,13 @@ def strip_prefixes(sd: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def sniff(obj: Any) -> tuple[str, str]:
-    """(kind, method) of a loaded file, or ("unknown", "")."""
-    if isinstance(obj, dict) and obj.get("format") == FORMAT:
-        return "training", str(obj.get("method", "cyclegan"))
-    sd = obj.get("state_dict") if isinstance(obj, dict) and is_state_dict(obj.get("state_dict")) else obj
-    if is_state_dict(sd):
-        sd = strip_prefixes(sd)
-        for kind, method, predicate in [("cyclegan-generator", "cyclegan", _is_cyclegan_generator), *_SNIFFERS]:
-            if predicate(sd):
-                return kind, method
-        if all(k.startswith("model.") for k in sd):
-            # The reference's layout but not a ResNet generator (a PatchGAN, a U-Net): the CycleGAN
-            # reader says exactly what it is and what to give instead.
-            return "cyclegan-generator", "cyclegan"
-    if isinstance(obj, dict) and isinstance(obj.get("nets"), dict):
-        return "nets", "cyclegan"  # our "nets" dict saved on its own
-    if isinstance(obj, dict) and any(is_state_dict(obj.get(k)) for k in ("G_A", "G_B")):
-        return "nets", "cyclegan"
-    return "unknown", ""
-
-
-# A reference checkpoint folder holds these (latest_net_G.pth: its test-only models).
-_REF_FILES: dict[str, tuple[str, ...]] = {"AtoB": ("latest_net_G_A.pth", "latest_net_G.pth"),
-                                          "BtoA": ("latest_net_G_B.pth", "latest_net_G.pth")}
-
-
-def open_weights(checkpoint: str | Path, direction: str = "AtoB") -> WeightsFile:
-    """Resolve and read ``--checkpoint``: run folder, file, reference folder or pretrained name."""
-    path = Path(checkpoint)
-    source = "checkpoint"
-    if not path.exists() and re.fullmatch(r"[\w.-]+", str(checkpoint)):
-        from data.download import find_pretrained  # a name like style_monet or candy
-
-        found = find_pretrained(str(checkpoint))
-        if found is None:
-            raise CheckpointError(f"--checkpoint {checkpoint}: no such file or folder, and no downloaded pretrained "
-                                  f"model of that name (get one with `python -m data.download {checkpoint}`; "
-                                  f"`python -m data.download --list` names them)")
-        path, source = found, "pretrained"
-    if path.is_dir():
-        if list_checkpoints(path):
-            ckpt = read_training_checkpoint(path)
-            return WeightsFile(ckpt.path, {"format": FORMAT, "method": ckpt.method, "config": ckpt.config,
-                                           "nets": ckpt.nets, "counters": ckpt.counters, "extra": ckpt.extra},
-                               "training", ckpt.method, "run", ckpt.step, ckpt.config, ckpt.extra)
-        ref = next((path / n for n in _REF_FILES.get(direction, ()) if (path / n).is_file()), None)
-        if ref is None:
-            raise CheckpointError(f"{path} is a folder with neither checkpoints/step_*.pt (a run folder) nor "
-                                  f"{' or '.join(_REF_FILES.get(direction, ('latest_net_G.pth',)))} "
-                                  f"(a reference checkpoint folder)")
-        path = ref
-    obj = load_file(path)
-    kind, method = sniff(obj)
-    if kind == "training":
-        check_format(obj, path)
-        counters = obj.get("counters") if isinstance(obj.get("counters"), dict) else {}
-        step = counters.get("step") if isinstance(counters.get("step"), int) else None
-        if step is None and (m := re.search(r"step_(\d+)\.pt$", path.name)):
-            step = int(m.group(1))
-        return WeightsFile(path, obj, kind, method, source, step, obj.get("config") or {}, obj.get("extra") or {})
-    if kind == "unknown":
-        shown = _found_keys(obj) if isinstance(obj, dict) else type(obj).__name__
-        raise CheckpointError(f"{path}: not a checkpoint this project reads: expected one of our checkpoints "
-                              f"('format': {FORMAT!r}), a CycleGAN generator state_dict (keys like model.1.weight), "
-                              f"or another method's weights; found {shown}")
-    return WeightsFile(path, obj, kind, method, "state_dict" if source == "checkpoint" else source)
-
-
-def _shape(t: Any) -> str:
+def shape_of(t: Any) -> str:
     return "x".join(map(str, t.shape)) if isinstance(t, torch.Tensor) else type(t).__name__
 
 
-def _found_keys(sd: dict[str, Any], n: int = 6) -> str:
+def found_keys(sd: dict[str, Any], n: int = 6) -> str:
     keys = list(sd)
-    shown = ", ".join(f"{k} ({_shape(sd[k])})" for k in keys[:n])
+    shown = ", ".join(f"{k} ({shape_of(sd[k])})" for k in keys[:n])
     return f"{len(keys)} keys: {shown}" + (", ..." if len(keys) > n else "")
 
 
@@ -436,7 +332,7 @@ def load_strict(net: nn.Module, sd: dict[str, torch.Tensor], path: Path, what: s
     own = net.state_dict()
     missing = [k for k in own if k not in sd]
     unexpected = [k for k in sd if k not in own]
-    mismatched = [f"{k} is {_shape(sd[k])} in the file, {_shape(v)} in the model"
+    mismatched = [f"{k} is {shape_of(sd[k])} in the file, {shape_of(v)} in the model"
                   for k, v in own.items() if k in sd and sd[k].shape != v.shape]
     if missing or unexpected or mismatched:
         parts = []
@@ -448,297 +344,3 @@ def load_strict(net: nn.Module, sd: dict[str, torch.Tensor], path: Path, what: s
                               f"{len(sd)} tensors. " + ". ".join(parts) + (f". {hint}" if hint else ""))
     net.load_state_dict(sd, strict=True)
     return ignored
-
-
-# --- CycleGAN generators: ours and the public reference's -------------------------------------
-
-_GEN_NAME = {"AtoB": "G_A", "BtoA": "G_B"}
-_BLOCK_KEY = re.compile(r"^model\.(\d+)\.conv_block\.(\d+)\.weight$")
-_TOP_WEIGHT = re.compile(r"^model\.(\d+)\.(?:conv\.)?weight$")
-
-
-def _is_cyclegan_generator(sd: dict[str, torch.Tensor]) -> bool:
-    w = sd.get("model.1.weight")
-    return isinstance(w, torch.Tensor) and w.ndim == 4 and w.shape[-1] == 7
-
-
-def infer_cyclegan_arch(sd: dict[str, torch.Tensor], source: str | Path = "state_dict") -> GeneratorArch:
-    """Read a reference-layout generator's architecture off its keys and tensor shapes.
-
-    ``model.1.weight`` is the first 7x7 conv ``(ngf, input_nc, 7, 7)``; each residual block is
-    a ``model.N.conv_block.*`` group; norm layers with an affine weight mean BatchNorm, none at
-    all (first down-sampling conv at ``model.3``) mean norm "none"; a block whose second conv
-    sits one index later holds a Dropout; ``model.N.conv.weight`` means resize-conv up-sampling.
-    """
-    if any(k.startswith("model.model.") for k in sd):
-        raise CheckpointError(
-            f"{source}: this is a U-Net generator (the reference's --netG unet_256/unet_128, keys model.model.*); "
-            f"this project has only the ResNet generator (keys like model.1.weight, model.10.conv_block.1.weight)")
-    w0 = sd.get("model.0.weight")
-    if isinstance(w0, torch.Tensor) and w0.ndim == 4:
-        # A generator's model.0 is a ReflectionPad2d (no weights); a PatchGAN starts with a 4x4 conv.
-        raise CheckpointError(
-            f"{source}: this is a discriminator, not a generator (model.0 is a {w0.shape[-2]}x{w0.shape[-1]} conv "
-            f"with {w0.shape[0]} filters, the PatchGAN layout of D_A / D_B / latest_net_D_A.pth); "
-            f"translate with a generator file (G_A / G_B, latest_net_G_A.pth, style_monet.pth)")
-    w1 = sd.get("model.1.weight")
-    if not _is_cyclegan_generator(sd):
-        found = f"model.1.weight of shape {_shape(w1)}" if w1 is not None else _found_keys(sd)
-        raise CheckpointError(
-            f"{source}: not a CycleGAN ResNet generator state_dict: expected keys like model.1.weight "
-            f"(a 7x7 conv, ngf x input_nc x 7 x 7) and model.10.conv_block.1.weight; found {found}")
-    ngf, input_nc = int(w1.shape[0]), int(w1.shape[1])
-    if "model.3.weight" in sd:  # no norm layers: the first down-sampling conv moves up to index 3
-        norm = "none"
-    elif isinstance(sd.get("model.2.weight"), torch.Tensor):  # affine norm weight: BatchNorm
-        norm = "batch"
-    else:  # InstanceNorm(affine=False): no tensors, or only stale running stats from old PyTorch
-        norm = "instance"
-    block_convs: dict[int, list[int]] = {}
-    for key in sd:
-        if (m := _BLOCK_KEY.match(key)) and sd[key].ndim == 4:
-            block_convs.setdefault(int(m.group(1)), []).append(int(m.group(2)))
-    blocks = sorted(block_convs)
-    if blocks and blocks != list(range(blocks[0], blocks[0] + len(blocks))):
-        raise CheckpointError(f"{source}: residual blocks at non-consecutive indices {blocks}; not a ResNet generator")
-    dropout = False
-    if blocks:
-        # pad, conv, [norm], ReLU, [Dropout], pad, conv: the second conv is at 5 (4 without norm), +1 with dropout
-        dropout = max(block_convs[blocks[0]]) == (5 if norm != "none" else 4) + 1
-    top = {int(m.group(1)): sd[k] for k in sd if (m := _TOP_WEIGHT.match(k)) and sd[k].ndim == 4}
-    output_nc = int(top[max(top)].shape[0])
-    upsample = "resize_conv" if any(re.match(r"^model\.\d+\.conv\.weight$", k) for k in sd) else "transpose"
-    return GeneratorArch(input_nc, output_nc, ngf, len(blocks), norm, dropout, upsample)  # type: ignore[arg-type]
-
-
-def cyclegan_arch_from_config(model: dict[str, Any], net: str) -> GeneratorArch:
-    """The architecture of ``net`` ("G_A" / "G_B") of a run from its ``model`` config section.
-    G_B maps B back to A, so its channel counts are G_A's swapped (as the trainer builds it)."""
-    from options.cyclegan import ModelConfig
-
-    m = {**dataclasses.asdict(ModelConfig()), **(model or {})}
-    in_nc, out_nc = (m["output_nc"], m["input_nc"]) if net == "G_B" else (m["input_nc"], m["output_nc"])
-    return GeneratorArch(in_nc, out_nc, m["ngf"], m["n_blocks"], m["norm"], m["dropout"], m["upsample"])
-
-
-@dataclass
-class LoadedGenerator:
-    net: ResnetGenerator  # eval mode, no gradients, on the CPU
-    arch: GeneratorArch
-    name: str | None  # "G_A" / "G_B", or None for a single-generator file
-    ignored_keys: list[str]
-    note: str = ""
-
-
-def cyclegan_generator(file: WeightsFile, direction: str, ngf: int | None = None,
-                       n_blocks: int | None = None) -> LoadedGenerator:
-    """The generator for ``direction`` (AtoB: G_A, BtoA: G_B) from one of our checkpoints or a
-    reference state_dict; ``ngf`` / ``n_blocks`` force values instead of the file's."""
-    if direction not in _GEN_NAME:
-        raise CheckpointError(f"direction must be AtoB or BtoA, got {direction!r}")
-    obj, note = file.obj, ""
-    name: str | None = _GEN_NAME[direction]
-    if file.kind == "training":
-        nets = obj.get("nets")
-        if not isinstance(nets, dict) or not is_state_dict(nets.get(name)):
-            raise CheckpointError(f"{file.path}: checkpoint has no generator nets[{name!r}] (found nets: "
-                                  f"{sorted(nets) if isinstance(nets, dict) else type(nets).__name__})")
-        sd = strip_prefixes(nets[name])
-        arch = cyclegan_arch_from_config((obj.get("config") or {}).get("model", {}), name)
-        what = f"nets[{name!r}]"
-    elif file.kind == "nets":
-        nets = obj["nets"] if isinstance(obj.get("nets"), dict) else obj
-        if not is_state_dict(nets.get(name)):
-            raise CheckpointError(f"{file.path}: no generator {name!r} in it (found {sorted(nets)})")
-        sd = strip_prefixes(nets[name])
-        arch, what = infer_cyclegan_arch(sd, file.path), f"{name}"
-    else:
-        sd = strip_prefixes(obj["state_dict"] if is_state_dict(obj.get("state_dict")) else obj)
-        arch, what, name = infer_cyclegan_arch(sd, file.path), "the generator state_dict", None
-        note = "single generator file: it translates in the direction it was trained, whatever --direction says"
-    forced = {k: v for k, v in (("ngf", ngf), ("n_blocks", n_blocks)) if v is not None}
-    hint = ""
-    if forced:
-        arch = dataclasses.replace(arch, **forced)
-        try:
-            hint = f"The file looks like a {infer_cyclegan_arch(sd, file.path).describe()}: drop --ngf / --n-blocks"
-        except CheckpointError:
-            pass
-    try:
-        net = arch.build()
-    except ValueError as e:
-        raise CheckpointError(f"{file.path}: cannot build the generator ({e})") from e
-    ignored = load_strict(net, sd, file.path, what, arch.describe(), hint)
-    net.eval().requires_grad_(False)
-    return LoadedGenerator(net, arch, name, ignored, note)
-
-
-# --- Johnson transformation networks: ours and PyTorch's examples/fast_neural_style -----------
-
-_LEGACY_NORM_KEY = re.compile(r"(?:^|\.)in\d+\.(?:running_mean|running_var|num_batches_tracked)$")
-
-
-def strip_legacy_instance_norm(state_dict: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], list[str]]:
-    """Drop a TransformerNet's instance-norm running statistics: -> (clean copy, dropped keys in order).
-
-    The examples' pretrained files were saved before PyTorch 0.4, when InstanceNorm2d kept
-    ``running_mean`` / ``running_var`` that it never used at test time; today's
-    ``load_state_dict`` rejects them (pytorch/examples issue #367; the examples' ``stylize``
-    deletes keys matching ``in\\d+\\.running_(mean|var)$``, as this does, plus
-    ``num_batches_tracked``). The input is not modified.
-    """
-    dropped = [key for key in state_dict if _LEGACY_NORM_KEY.search(key)]
-    gone = set(dropped)
-    return {k: v for k, v in state_dict.items() if k not in gone}, dropped
-
-
-def _is_johnson_transformer(sd: dict[str, torch.Tensor]) -> bool:
-    w = sd.get("conv1.conv2d.weight")
-    return isinstance(w, torch.Tensor) and w.ndim == 4 and tuple(w.shape[1:]) == (3, 9, 9)
-
-
-register_layout("johnson-transformer", "johnson", _is_johnson_transformer)
-
-
-def _not_transformer(source: str | Path, what: str, found: str, keys: list[str]) -> CheckpointError:
-    sample = ", ".join(keys[:4])
-    hint = ""
-    if keys and all(k.startswith("module.") for k in keys):
-        hint = " (keys start with 'module.': strip that DataParallel prefix first)"
-    elif any(k.startswith("model.") for k in keys):
-        hint = " (keys like model.1.weight are a CycleGAN ResnetGenerator's)"
-    return CheckpointError(f"{source}: not a Johnson TransformerNet state_dict (pytorch/examples fast_neural_style "
-                           f"layout): expected {what}, found {found}; keys: {sample} ... ({len(keys)} keys){hint}")
-
-
-def infer_transformer_arch(state_dict: dict[str, torch.Tensor], *, output: Output,
-                           source: str | Path = "state_dict") -> TransformerArch:
-    """Read channels, n_blocks, n_styles and the up-sampling kind off a TransformerNet state_dict.
-
-    ``output`` (tanh / clamp) leaves no trace in the weights: the caller says which (``clamp``
-    for the examples' files). Legacy running-statistics keys are ignored here (strip them with
-    :func:`strip_legacy_instance_norm` before loading). A nearest (resize-conv) up-sampling
-    weight is (out, in, 3, 3), a transposed one (in, out, 3, 3): that is how the two differ.
-
-    Raises:
-        CheckpointError: not a TransformerNet layout; names the expected and found keys or shapes.
-    """
-    sd, _ = strip_legacy_instance_norm(state_dict)
-    keys = list(sd)
-    w = sd.get("conv1.conv2d.weight")
-    if w is None or w.dim() != 4 or tuple(w.shape[1:]) != (3, 9, 9):
-        raise _not_transformer(source, "conv1.conv2d.weight of shape (C, 3, 9, 9)",
-                               "no such key" if w is None else f"shape {tuple(w.shape)}", keys)
-    c = int(w.shape[0])
-    blocks = sorted({int(m.group(1)) for k in keys if (m := re.match(r"res(\d+)\.", k))})
-    if blocks != list(range(1, len(blocks) + 1)):
-        raise _not_transformer(source, "residual blocks res1 .. resN without gaps", f"res{blocks}", keys)
-    norm = sd.get("in1.weight")
-    if norm is None or tuple(norm.shape[-1:]) != (c,) or norm.dim() not in (1, 2) or tuple(norm.shape) == (1, c):
-        raise _not_transformer(source, f"in1.weight of shape ({c},) or (n_styles > 1, {c})",
-                               "no such key" if norm is None else f"shape {tuple(norm.shape)}", keys)
-    n_styles = 1 if norm.dim() == 1 else int(norm.shape[0])
-    up = sd.get("deconv1.conv2d.weight")
-    shape = None if up is None else tuple(up.shape)
-    if shape not in ((2 * c, 4 * c, 3, 3), (4 * c, 2 * c, 3, 3)):
-        raise _not_transformer(source, f"deconv1.conv2d.weight of shape ({2 * c}, {4 * c}, 3, 3) (nearest) or "
-                               f"({4 * c}, {2 * c}, 3, 3) (transpose)",
-                               "no such key" if shape is None else f"shape {shape}", keys)
-    arch = TransformerArch(c, len(blocks), n_styles, "nearest" if shape == (2 * c, 4 * c, 3, 3) else "transpose",
-                           output)
-    with torch.device("meta"):  # shapes only, no memory
-        own = TransformerNet.from_arch(arch).state_dict()
-    missing, unexpected = [k for k in own if k not in sd], [k for k in sd if k not in own]
-    if missing or unexpected:
-        raise _not_transformer(source, f"the keys of {arch}", f"missing {missing[:4]}, unexpected {unexpected[:4]}",
-                               keys)
-    bad = [k for k in own if tuple(own[k].shape) != tuple(sd[k].shape)]
-    if bad:
-        raise _not_transformer(source, f"{bad[0]} of shape {tuple(own[bad[0]].shape)} for {arch}",
-                               f"{tuple(sd[bad[0]].shape)}", keys)
-    return arch
-
-
-def describe_transformer(arch: TransformerArch) -> str:
-    """One line, e.g. ``TransformerNet c32, 5 blocks, nearest up-sampling, tanh output, 3 styles``."""
-    styles = f", {arch.n_styles} styles" if arch.n_styles > 1 else ""
-    return (f"TransformerNet c{arch.channels}, {arch.n_blocks} blocks, {arch.upsample} up-sampling, "
-            f"{arch.output} output{styles}")
-
-
-def johnson_transformer(file: WeightsFile, output: Output | None = None
-                        ) -> tuple[TransformerNet, TransformerArch, list[str]]:
-    """The transformation network of one of our Johnson runs / checkpoints (``nets["transformer"]``,
-    output convention from its config) or of a fast_neural_style file (output ``clamp``, legacy
-    InstanceNorm running statistics dropped) -> (net in eval mode without gradients on the CPU,
-    its architecture, the ignored legacy keys). ``output`` overrides the convention."""
-    obj = file.obj
-    if file.kind == "training":
-        if file.method != "johnson":
-            raise CheckpointError(f"{file.path} is a {file.method} checkpoint, not a Johnson network; use "
-                                  f"--method auto (or {file.method})")
-        nets = obj.get("nets")
-        sd = nets.get("transformer") if isinstance(nets, dict) else None
-        if not is_state_dict(sd):
-            raise CheckpointError(f"{file.path}: checkpoint has no nets['transformer'] (found nets: "
-                                  f"{sorted(nets) if isinstance(nets, dict) else type(nets).__name__})")
-        model = (obj.get("config") or {}).get("model") or {}
-        out = output or model.get("output", "tanh")
-        what = "nets['transformer']"
-    elif file.kind == "johnson-transformer":
-        sd = obj["state_dict"] if isinstance(obj, dict) and is_state_dict(obj.get("state_dict")) else obj
-        out, what = output or "clamp", "the TransformerNet state_dict"
-    else:
-        found = f"a {file.method} file ({file.kind})" if file.method else f"a {file.kind} file"
-        raise CheckpointError(f"{file.path}: expected a Johnson network (one of our johnson runs, or a "
-                              f"fast_neural_style .pth such as candy.pth), found {found}")
-    sd = strip_prefixes(sd)
-    arch = infer_transformer_arch(sd, output=out, source=file.path)
-    clean, ignored = strip_legacy_instance_norm(sd)
-    net = TransformerNet.from_arch(arch)
-    load_strict(net, clean, file.path, what, describe_transformer(arch))
-    net.eval().requires_grad_(False)
-    return net, arch, ignored
-
-
-# --- WCT / AdaIN decoders (universal style transfer runs) -------------------------------------
-
-
-@dataclass
-class LoadedDecoders:
-    decoders: nn.ModuleDict  # level -> models.wct.Decoder; eval mode, no gradients, on the CPU
-    levels: list[str]  # the levels it has decoders for, fine to coarse
-    width: float  # the decoders' channel multiplier (model.width)
-    config: dict[str, Any]  # the run's resolved config: the encoder it inverts is under "vgg"
-
-
-def wct_decoders(file: WeightsFile) -> LoadedDecoders:
-    """The decoders of one of our ``wct`` training runs (``nets["decoders"]``, keys like
-    ``relu4_1.body.conv4_1.weight``), built at the run's ``model.width`` and loaded strictly."""
-    from models.wct import LEVELS, build_decoders
-
-    if file.kind != "training" or file.method != "wct":
-        found = f"a {file.method} training checkpoint" if file.kind == "training" else f"a {file.kind} file"
-        raise CheckpointError(f"{file.path}: WCT and AdaIN need a decoder run (method: wct), found {found}; train "
-                              f"decoders with `python train.py --config experiments/wct_demo.yaml`")
-    nets = file.obj.get("nets")
-    sd = nets.get("decoders") if isinstance(nets, dict) else None
-    if not is_state_dict(sd):
-        raise CheckpointError(f"{file.path}: checkpoint has no decoders nets['decoders'] (found nets: "
-                              f"{sorted(nets) if isinstance(nets, dict) else type(nets).__name__})")
-    sd = strip_prefixes(sd)
-    prefixes = {key.split(".", 1)[0] for key in sd}
-    unknown = sorted(prefixes - set(LEVELS))
-    if unknown:
-        raise CheckpointError(f"{file.path}: nets['decoders'] has entries for {', '.join(unknown)}, which are not "
-                              f"levels ({', '.join(LEVELS)})")
-    levels = sorted(prefixes, key=LEVELS.index)
-    config = file.config or {}
-    width = float((config.get("model") or {}).get("width", 1.0))
-    try:
-        net = build_decoders(levels, width)
-    except ValueError as e:
-        raise CheckpointError(f"{file.path}: cannot build the decoders ({e})") from e
-    load_strict(net, sd, file.path, "nets['decoders']", f"decoders for {', '.join(levels)} at width {width:g}")
-    net.eval().requires_grad_(False)
-    return LoadedDecoders(net, levels, width, config)

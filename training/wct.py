@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Mapping
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -40,27 +39,13 @@ from data.folder import ImageFolderDataset, content_images
 from data.image_io import uint8_to_unit
 from data.samplers import EpochSampler
 from data.unaligned import DatasetError, Transform, load_validation_images, split_train_val
-from models.vgg import VGG19Features, VGGInfo, VGGWeightsUnavailable, load_vgg19
+from methods.base import MethodError
+from methods.wct import load_encoder
+from models.vgg import VGG19Features
 from models.wct import LEVELS, DecoderLosses, build_decoders, encode, encode_levels
-from options.wct import DecoderConfig, encoder_weights
+from options.wct import WCTConfig
 from training import distributed as dist
 from training.trainer import Trainer, TrainingError
-
-
-def load_encoder(cfg: DecoderConfig, levels: list[str]) -> tuple[VGG19Features, VGGInfo]:
-    """The frozen VGG-19 a run's decoders invert (:func:`options.wct.encoder_weights`), built up to
-    the deepest of ``levels``; a missing weights file is a :class:`TrainingError` saying what to do."""
-    v = cfg.vgg
-    weights, fallback = encoder_weights(v)
-    try:
-        net, info = load_vgg19(levels, "max", weights, v.preprocess, allow_download=v.download,
-                               random_if_unavailable=fallback, seed=cfg.seed)
-    except VGGWeightsUnavailable as e:
-        what = f"this run was trained with vgg.resolved={v.resolved}; " if v.resolved else ""
-        raise TrainingError(f"vgg.weights={v.weights}: {what}{e}") from e
-    if v.resolved == "random" and v.weights != "random":
-        info = replace(info, note="the run's fallback: no pretrained weights when it trained")
-    return net, info
 
 
 def level_losses(encoder: VGG19Features, output: torch.Tensor, images: torch.Tensor, target: torch.Tensor,
@@ -84,9 +69,9 @@ class DecoderBank(nn.Module):
         return {level: self.decoders[level](f) for level, f in features.items()}
 
 
-class DecoderTrainer(Trainer):
+class WCTTrainer(Trainer):
     method = "wct"
-    cfg: DecoderConfig
+    cfg: WCTConfig
     progress_keys = ("total",)
     image_range = (0.0, 1.0)
 
@@ -117,7 +102,10 @@ class DecoderTrainer(Trainer):
     def build_networks(self) -> None:
         cfg, t = self.cfg, self.cfg.train
         self.levels = sorted(cfg.model.levels, key=LEVELS.index)
-        encoder, self.vgg_info = load_encoder(cfg, self.levels)
+        try:
+            encoder, self.vgg_info = load_encoder(cfg, self.levels)
+        except MethodError as e:
+            raise TrainingError(str(e)) from e
         # The identity of the encoder goes into the stored config: inference and resume rebuild it.
         cfg.vgg.resolved = cfg.vgg.weights if self.vgg_info.pretrained else "random"
         self.encoder = encoder.to(self.device)
