@@ -27,6 +27,7 @@ from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import torch
 from PIL import Image
@@ -42,8 +43,21 @@ from data.image_io import (
     uint8_to_pil,
     working_size,
 )
-from methods.base import Method
 from utils.errors import UserError
+
+
+class Method(Protocol):
+    """What a folder run needs of a method (:class:`methods.base.Method` has it all)."""
+
+    device: torch.device
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor: ...
+    def working_size(self, size: tuple[int, int]) -> tuple[int, int]: ...
+    @property
+    def keeps_size(self) -> bool: ...
+    @property
+    def max_batch(self) -> int | None: ...
+    def last_losses(self) -> dict[str, float] | None: ...
 
 MAX_PIXELS = 64_000_000  # a working size above this is refused per image (memory), with a hint
 # Write errors that concern the whole output folder (the rest would fail alike) stop the run;
