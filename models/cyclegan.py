@@ -10,13 +10,14 @@ To add a loss term: add a field to :class:`GeneratorLosses` and its expression i
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from models.losses import GanMode, discriminator_loss, gan_loss, l1
 from models.networks import InitKind, NLayerDiscriminator, NormKind, ResnetGenerator, UpsampleKind, init_weights
+from models.terms import Terms
 
 
 def build_generator(input_nc: int = 3, output_nc: int = 3, ngf: int = 64, n_blocks: int = 9,
@@ -85,23 +86,8 @@ class CycleWeights:
     gan_mode: GanMode = "lsgan"
 
 
-class _Terms:
-    """Loss terms as dataclass fields: the total is their sum, the logs their names."""
-
-    @property
-    def total(self) -> torch.Tensor:
-        terms = [getattr(self, f.name) for f in fields(self)]  # type: ignore[arg-type]
-        out = terms[0]
-        for t in terms[1:]:
-            out = out + t
-        return out
-
-    def as_dict(self) -> dict[str, torch.Tensor]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}  # type: ignore[arg-type]
-
-
 @dataclass
-class GeneratorLosses(_Terms):
+class GeneratorLosses(Terms):
     """The generator objective's terms, fp32 scalars (eqs. 1-3 and the identity loss of section 5.2)."""
 
     G_A: torch.Tensor  # adversarial: D_A(G_A(A)) should say "real"
@@ -130,7 +116,7 @@ class GeneratorLosses(_Terms):
 
 
 @dataclass
-class DiscriminatorLosses(_Terms):
+class DiscriminatorLosses(Terms):
     """Each 0.5 * (loss(D(real), 1) + loss(D(fake), 0)) on pooled fakes (section 7.1)."""
 
     D_A: torch.Tensor  # real B vs fake B

@@ -47,6 +47,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.style_losses import LossWeights, content_loss, style_loss, tv_loss
+from models.terms import Terms
 
 Upsample = Literal["nearest", "transpose"]
 Output = Literal["tanh", "clamp"]
@@ -254,18 +255,12 @@ def one_hot_style_weights(index: int | torch.Tensor, n_styles: int) -> torch.Ten
 
 
 @dataclass
-class JohnsonLosses:
-    """Means over the batch (0-d tensors): unweighted content, style, tv terms and the weighted total."""
+class JohnsonLosses(Terms):
+    """The weighted terms, means over the batch (0-d tensors); ``total`` is their sum."""
 
-    content: torch.Tensor
-    style: torch.Tensor
-    tv: torch.Tensor
-    total: torch.Tensor
-
-    def as_dict(self) -> dict[str, float]:
-        """Floats with fixed keys: total, content, style, tv."""
-        return {"total": float(self.total.detach()), "content": float(self.content.detach()),
-                "style": float(self.style.detach()), "tv": float(self.tv.detach())}
+    content: torch.Tensor  # content_weight * L_content
+    style: torch.Tensor  # style_weight * L_style
+    tv: torch.Tensor  # tv_weight * L_tv
 
 
 def johnson_loss_weights(content: float = 1e5, style: float = 4e10, tv: float = 0.0,
@@ -303,7 +298,7 @@ def johnson_losses(extractor: nn.Module, output: torch.Tensor, content: torch.Te
     lc = content_loss(feats, targets, weights.content_layers).mean()
     ls = style_loss(feats, dict(style_grams), weights.style_layers).mean()
     ltv = tv_loss(out01.float()).mean() if weights.tv > 0 else torch.zeros_like(lc)
-    return JohnsonLosses(lc, ls, ltv, weights.content * lc + weights.style * ls + weights.tv * ltv)
+    return JohnsonLosses(weights.content * lc, weights.style * ls, weights.tv * ltv)
 
 
 def stack_style_grams(per_style: Sequence[Mapping[str, torch.Tensor]],

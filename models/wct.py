@@ -40,6 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from data.image_io import pad_to_multiple
 from models.feature_transforms import (
     DEFAULT_EPS,
     DEFAULT_RANK_TOL,
@@ -49,6 +50,7 @@ from models.feature_transforms import (
     wct,
     whiten_only,
 )
+from models.terms import Terms
 from models.vgg import LAYER_NAMES, VGG19Features
 
 Transform = Literal["wct", "whiten", "adain"]
@@ -178,28 +180,6 @@ def build_decoders(levels: Sequence[str] = LEVELS, width: float = 1.0) -> nn.Mod
 # Padding
 
 
-def _reflect_pad(x: torch.Tensor, left: int, right: int, top: int, bottom: int) -> torch.Tensor:
-    """Reflection padding by any amount: in steps of at most size - 1 (what reflection allows),
-    replication where a side to pad is 1 pixel wide."""
-    while left or right or top or bottom:
-        h, w = x.shape[-2:]
-        if ((left or right) and w == 1) or ((top or bottom) and h == 1):
-            return F.pad(x, (left, right, top, bottom), mode="replicate")
-        step = (min(left, w - 1), min(right, w - 1), min(top, h - 1), min(bottom, h - 1))
-        x = F.pad(x, step, mode="reflect")
-        left, right, top, bottom = left - step[0], right - step[1], top - step[2], bottom - step[3]
-    return x
-
-
-def pad_to_multiple(images: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple[int, int, int, int]]:
-    """Reflection-pad (N, C, H, W) on all sides to H', W' multiples of ``multiple`` (at least one
-    multiple). Returns the padded images and the crop box (top, left, H, W) that undoes it."""
-    h, w = images.shape[-2:]
-    ph, pw = max(multiple, -(-h // multiple) * multiple) - h, max(multiple, -(-w // multiple) * multiple) - w
-    top, left = ph // 2, pw // 2
-    return _reflect_pad(images, left, pw - left, top, ph - top), (top, left, h, w)
-
-
 # ---------------------------------------------------------------------------------------------
 # Style features and stylisation
 
@@ -231,8 +211,7 @@ class StyleFeatures:
         for k, style in enumerate(styles):
             if style.dim() != 4 or style.shape[:2] != (1, 3):
                 raise ValueError(f"style image {k} must be (1, 3, H, W), got shape {tuple(style.shape)}")
-            h, w = style.shape[-2:]
-            style = _reflect_pad(style, 0, max(0, 16 - w), 0, max(0, 16 - h))
+            style, _, _ = pad_to_multiple(style, 1, 16)
             feats = encode_levels(encoder, style, levels)
             for level in levels:
                 stats[level].append(feature_stats(feats[level], rank_tol))
@@ -292,7 +271,9 @@ def stylize(encoder: VGG19Features, decoders: Mapping[str, nn.Module], content: 
         lacking = [level for level in order if kinds[level] != "whiten" and level not in style_feats.stats]
         if lacking:
             raise ValueError(f"the style features lack level(s) {', '.join(lacking)}")
-    x, (top, left, h, w) = pad_to_multiple(content, max(level_scale(level) for level in order))
+    h, w = content.shape[-2:]
+    scale = max(level_scale(level) for level in order)
+    x, top, left = pad_to_multiple(content, scale, scale)
     for level in order:
         fc = encode(encoder, x, level)
         a = float(_per_level(alpha, level, "alpha"))  # type: ignore[arg-type]
@@ -311,33 +292,31 @@ def stylize(encoder: VGG19Features, decoders: Mapping[str, nn.Module], content: 
 
 
 @dataclass
-class DecoderLosses:
-    """Li et al. eq. 1 terms for one batch (scalars): pixel and feature reconstruction, total."""
+class DecoderLosses(Terms):
+    """Li et al. eq. 1 terms for one batch at one level (fp32 scalars); ``total`` is their sum."""
 
-    pixel: torch.Tensor
-    feature: torch.Tensor
-    total: torch.Tensor
+    pixel: torch.Tensor  # ||I_o - I_i||^2
+    feature: torch.Tensor  # lambda ||Phi(I_o) - Phi(I_i)||^2
 
 
-def decoder_losses(encoder: VGG19Features, decoder: nn.Module, images: torch.Tensor, level: str,
-                   feature_weight: float = 1.0) -> DecoderLosses:
+def decoder_losses(encoder: VGG19Features, output: torch.Tensor, images: torch.Tensor, target: torch.Tensor,
+                   level: str, feature_weight: float = 1.0) -> DecoderLosses:
     """Reconstruction losses that train the decoder of ``level`` (Li et al. section 3.1)::
 
         L = ||I_o - I_i||^2 + lambda ||Phi(I_o) - Phi(I_i)||^2,   I_o = decoder(Phi(I_i)),
 
     Phi the frozen encoder at ``level``, lambda = ``feature_weight`` (1 in the paper), both
-    terms mean squared errors (per element). The feature term's scale follows the VGG weights'
-    input convention (:mod:`models.vgg`). Gradients reach the decoder only.
+    terms mean squared errors (per element), taken in float32 whatever the autocast dtype. The
+    feature term's scale follows the VGG weights' input convention (:mod:`models.vgg`).
 
     Args:
-        images: (N, 3, H, W) in [0, 1], H and W multiples of :func:`level_scale`.
+        output: the decoder's reconstruction ``I_o = D(target)``, (N, 3, H, W), with grad.
+        images: the inputs ``I_i``, (N, 3, H, W) in [0, 1], H and W multiples of :func:`level_scale`.
+        target: ``Phi(I_i)`` at ``level`` (no grad; the trainer encodes every level in one pass).
     """
     scale = level_scale(level)
     if images.shape[-2] % scale or images.shape[-1] % scale:
         raise ValueError(f"{level} decoder training needs H and W multiples of {scale}, got {tuple(images.shape)}")
-    with torch.no_grad():
-        target = encode(encoder, images, level)
-    out = decoder(target)
-    pixel = F.mse_loss(out, images)
-    feature = F.mse_loss(encode(encoder, out, level), target)
-    return DecoderLosses(pixel=pixel, feature=feature, total=pixel + feature_weight * feature)
+    pixel = F.mse_loss(output.float(), images.float())
+    feature = F.mse_loss(encode(encoder, output, level).float(), target.float())
+    return DecoderLosses(pixel=pixel, feature=feature_weight * feature)

@@ -41,7 +41,6 @@ from data.image_io import load_style_images
 from data.samplers import EpochSampler
 from data.unaligned import DatasetError, Transform, load_validation_images, split_train_val
 from models.johnson import (
-    JohnsonLosses,
     TransformerNet,
     johnson_loss_weights,
     johnson_losses,
@@ -197,14 +196,8 @@ class JohnsonTrainer(Trainer):
         ok = self.update("transformer", losses.total)
         self.note_finite(ok)
         self._last_batch = batch["image"][:1]
-        return {**self.weighted(losses), "nonfinite": (~ok).float()}
-
-    def weighted(self, losses: JohnsonLosses) -> dict[str, torch.Tensor]:
-        """The logged terms, weighted, so they sum to ``total`` and show the balance (an
-        unweighted Gram term is ~1e-9: 0.0000 on every progress line)."""
-        w = self.weights
-        return {"total": losses.total.detach(), "content": w.content * losses.content.detach(),
-                "style": w.style * losses.style.detach(), "tv": w.tv * losses.tv.detach()}
+        return {"total": losses.total.detach(), **{k: v.detach() for k, v in losses.as_dict().items()},
+                "nonfinite": (~ok).float()}
 
     # ------------------------------------------------------------------------------- validation
 
@@ -223,8 +216,8 @@ class JohnsonTrainer(Trainer):
                 w, grams = self._targets(idx if self.cfg.style.multi else None)
                 with self.autocast():
                     losses = johnson_losses(self.vgg, self.net(x, w).float(), x, grams, self.weights)
-                n, terms = x.shape[0], self.weighted(losses)
-                sums += torch.stack([terms["total"] * n, terms["content"] * n, terms["style"] * n,
+                n = x.shape[0]
+                sums += torch.stack([losses.total * n, losses.content * n, losses.style * n,
                                      torch.tensor(float(n), device=self.device)]).double()
         finally:
             self.net.train()

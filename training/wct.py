@@ -31,7 +31,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 
@@ -41,21 +40,10 @@ from data.samplers import EpochSampler
 from data.unaligned import DatasetError, Transform, load_validation_images, split_train_val
 from methods.base import MethodError
 from methods.wct import load_encoder
-from models.vgg import VGG19Features
-from models.wct import LEVELS, DecoderLosses, build_decoders, encode, encode_levels
+from models.wct import LEVELS, build_decoders, decoder_losses, encode_levels
 from options.wct import WCTConfig
 from training import distributed as dist
 from training.trainer import Trainer, TrainingError
-
-
-def level_losses(encoder: VGG19Features, output: torch.Tensor, images: torch.Tensor, target: torch.Tensor,
-                 level: str, feature_weight: float) -> DecoderLosses:
-    """:func:`models.wct.decoder_losses` for a reconstruction ``output`` = D_l(``target``) whose
-    features ``target`` = Phi_l(``images``) were computed once for every level. Images (N, 3, H, W)
-    in [0, 1]; the errors are taken in float32 whatever the autocast dtype."""
-    pixel = F.mse_loss(output.float(), images.float())
-    feature = F.mse_loss(encode(encoder, output, level).float(), target.float())
-    return DecoderLosses(pixel=pixel, feature=feature, total=pixel + feature_weight * feature)
 
 
 class DecoderBank(nn.Module):
@@ -152,7 +140,7 @@ class WCTTrainer(Trainer):
             with torch.no_grad():
                 targets = encode_levels(self.encoder, images, self.levels)
             outputs = self.bank(targets)
-            losses = {level: level_losses(self.encoder, outputs[level], images, targets[level], level, fw)
+            losses = {level: decoder_losses(self.encoder, outputs[level], images, targets[level], level, fw)
                       for level in self.levels}
         total = torch.stack([lo.total for lo in losses.values()]).sum()
         ok = self.update("decoders", total)
