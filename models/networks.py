@@ -253,7 +253,3 @@ def init_weights(net: nn.Module, kind: InitKind = "normal", gain: float = 0.02) 
 
     net.apply(init_fn)
     return net
-
-
-def count_parameters(net: nn.Module) -> int:
-    return sum(p.numel() for p in net.parameters())

@@ -12,7 +12,7 @@ from PIL import Image
 
 import data.demo as demo
 from data.demo import DemoDatasetError, DemoSpec, make_demo_dataset, painterly, planned_files
-from data.unaligned import DatasetError
+from data.errors import DatasetError
 
 TINY = DemoSpec(size=24, n_train_A=3, n_train_B=4, n_test=2, seed=5)
 OTHER = DemoSpec(size=24, n_train_A=2, n_train_B=2, n_test=3, seed=6)
@@ -205,3 +205,29 @@ def test_interrupted_run_leaves_a_journal_the_next_run_cleans(tmp_path: Path, mo
     fresh = _snapshot(make_demo_dataset(tmp_path / "fresh", TINY))
     after = _snapshot(root)
     assert after.pop("testA/my_photo.png") and after == fresh
+
+
+# Hostile round 3: arguments out of range and unwritable places are one line, exit 2, nothing written.
+
+
+@pytest.mark.parametrize("args", [["--size", "100000"], ["--size", "0"], ["--seed", "-1"], ["--n-train", "-1"],
+                                  ["--n-train", "0"], ["--n-test", "0"], ["--n-test", "10000000"]])
+def test_demo_command_validates_its_arguments(tmp_path: Path, capsys, args: list[str]) -> None:
+    out = tmp_path / "demo"
+    assert demo.main(["--output", str(out), *args]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and args[0] in err[0]
+    assert not out.exists()
+
+
+def test_demo_command_into_an_unwritable_place_is_one_line(tmp_path: Path, capsys, monkeypatch) -> None:
+    import errno
+    import os
+
+    def read_only(*a, **k):
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+
+    monkeypatch.setattr(demo, "_write_meta", read_only)
+    assert demo.main(["--output", str(tmp_path / "demo"), "--size", "24", "--n-train", "1", "--n-test", "1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ")

@@ -4,7 +4,6 @@ output), every relative link resolves, and nothing cites documents a reader does
 from __future__ import annotations
 
 import re
-import subprocess
 import sys
 
 import pytest
@@ -29,17 +28,3 @@ def test_config_page_is_the_generators_current_output() -> None:
 def test_relative_links_resolve(doc) -> None:
     for target in re.findall(r"\]\(([^)#:]+)(?:#[^)]*)?\)", doc.read_text(encoding="utf-8")):
         assert (doc.parent / target).exists(), f"{doc.name}: broken link {target}"
-
-
-def test_nothing_cites_the_projects_source_files_by_name() -> None:
-    """Cite the works (authors, year, title), never a source document's number or folder: a reader
-    of the repo does not have them (the pattern below lists the forms)."""
-    files = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True).stdout.split()
-    offenders = []
-    for name in files:
-        if not name.endswith((".py", ".md", ".yaml", ".yml", ".txt", ".toml")) or name == "tests/test_docs.py":
-            continue
-        text = (ROOT / name).read_text(encoding="utf-8", errors="replace")
-        for m in re.finditer(r"seeds?[ /]?0\d\d|the issue's|seeds/", text):
-            offenders.append(f"{name}: {m.group(0)}")
-    assert not offenders, offenders

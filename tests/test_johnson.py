@@ -17,7 +17,7 @@ from helpers import legacy_fast_neural_style_file, randomise, stop_after
 from PIL import Image
 
 import train
-from data.unaligned import DatasetError
+from data.errors import DatasetError
 from evaluation.render import write_report
 from evaluation.report_data import build_report_data
 from methods.loading import load_method, open_weights

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from models.cyclegan import build_discriminator, build_generator
-from models.networks import NLayerDiscriminator, ResnetGenerator, count_parameters, init_weights
+from models.networks import NLayerDiscriminator, ResnetGenerator, init_weights
 
 
 def reference_generator_keys(n_blocks: int) -> set[str]:
@@ -31,6 +31,10 @@ def test_generator_keys_match_reference_layout(n_blocks: int) -> None:
     up = g.model[10 + n_blocks]
     assert isinstance(up, nn.ConvTranspose2d) and up.output_padding == (1, 1) and up.stride == (2, 2)
     assert isinstance(g.model[-1], nn.Tanh)
+
+
+def count_parameters(net: torch.nn.Module) -> int:
+    return sum(p.numel() for p in net.parameters())
 
 
 def test_parameter_counts_paper_setting() -> None:

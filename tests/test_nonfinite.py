@@ -132,3 +132,31 @@ def test_nonfinite_from_the_first_step_says_no_checkpoint_yet(tiny_config, make_
     with pytest.raises(TrainingError, match="none written yet"):
         t.fit()
     assert t.step == 3
+
+
+def test_the_installed_torch_honours_the_device_side_skip() -> None:
+    """training.nonfinite leans on torch internals (fused Adam's found_inf, GradScaler's _scale and
+    _growth_tracker): if a torch release stops honouring them, NaN steps would be applied silently."""
+    from training.nonfinite import fused_step_unless, scaled_step_unless
+
+    p = torch.nn.Parameter(torch.ones(3))
+    opt = torch.optim.Adam([p], lr=0.1, fused=True)
+    p.sum().backward()
+    fused_step_unless(opt, torch.tensor(True))
+    good = p.detach().clone()
+    assert torch.allclose(good, torch.full((3,), 0.9))  # Adam's first step moves each weight by lr
+    moments = {k: v.clone() for k, v in opt.state[p].items()}
+    p.grad = torch.full((3,), float("nan"))
+    fused_step_unless(opt, torch.tensor(False))
+    assert torch.equal(p.detach(), good)
+    assert all(torch.equal(opt.state[p][k], v) for k, v in moments.items())  # step count and moments too
+
+    q = torch.nn.Parameter(torch.ones(3))
+    opt = torch.optim.Adam([q], lr=0.1)
+    scaler = torch.amp.GradScaler("cpu", init_scale=8.0, growth_interval=1)
+    scaled_step_unless(scaler, opt, q.sum(), torch.tensor(True), fused=False)
+    assert torch.allclose(q.detach(), torch.full((3,), 0.9)) and scaler.get_scale() == 16.0  # grew after 1 step
+    opt.zero_grad()
+    scaled_step_unless(scaler, opt, q.sum() * float("nan"), torch.tensor(False), fused=False)
+    assert torch.allclose(q.detach(), torch.full((3,), 0.9))  # skipped
+    assert scaler.get_scale() == 16.0 and int(scaler._growth_tracker) == 0  # a NaN loss is not an overflow

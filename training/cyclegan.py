@@ -24,17 +24,13 @@ from typing import Any
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
+from torch.utils.data import Dataset
 
-from data.image_io import to_model_range
+from data.demo import DemoSpec
+from data.errors import DatasetError
 from data.samplers import EpochSampler
-from data.unaligned import (
-    DatasetError,
-    Transform,
-    UnalignedDataset,
-    image_folder,
-    load_validation_images,
-    split_train_val,
-)
+from data.transforms import Transform, split_train_val
+from data.unaligned import UnalignedDataset, image_folder
 from models.cyclegan import (
     CycleWeights,
     DiscriminatorLosses,
@@ -58,15 +54,11 @@ class CycleGANTrainer(Trainer):
 
     # ------------------------------------------------------------------------------- building
 
-    def build_data(self) -> None:
+    def build_data(self) -> tuple[Dataset, EpochSampler]:
         cfg, d = self.cfg, self.cfg.data
         root = Path(d.root)
         if d.demo:
-            if self.is_main:
-                from data.demo import DemoSpec, make_demo_dataset
-
-                make_demo_dataset(root, DemoSpec(seed=d.demo_seed))
-            dist.barrier()
+            self.make_demo(root, DemoSpec(seed=d.demo_seed))
         if not root.is_dir():
             raise DatasetError(
                 f"dataset folder {root} does not exist. Expected the monet2photo layout: {root}/trainA {root}/trainB "
@@ -78,19 +70,9 @@ class CycleGANTrainer(Trainer):
         train_A, val_A = split_train_val(image_folder(root, "trainA"), d.val_images, d.subset_A, root / "trainA")
         train_B, val_B = split_train_val(image_folder(root, "trainB"), d.val_images, d.subset_B, root / "trainB")
         self.train_counts = (len(train_A), len(train_B))
-        transform = Transform(d.preprocess, d.load_size, d.crop_size, d.flip, train=True)
-        self.dataset = UnalignedDataset(train_A, train_B, transform, seed=cfg.seed)
-        self.sampler = EpochSampler(self.dataset, self.world, self.rank, shuffle=True, seed=cfg.seed)
-        self.loader = self.make_loader(self.dataset, self.sampler)
-        # Validation images are few: decoded once, kept as uint8, sharded across ranks.
         val_tf = Transform(d.preprocess, d.load_size, d.crop_size, flip=False, train=False)
-        self.val_A, skipped_A = load_validation_images(val_A[self.rank :: self.world], val_tf)
-        self.val_B, skipped_B = load_validation_images(val_B[self.rank :: self.world], val_tf)
-        self._val_skipped = skipped_A + skipped_B
-        if d.val_images and (not self.val_A or not self.val_B) and self.world == 1:
-            empty = root / ("trainA" if not self.val_A else "trainB")
-            raise DatasetError(f"none of the {d.val_images} held-out validation images of {empty} can be read "
-                               f"({(skipped_A or skipped_B)[0]}); replace them or set data.val_images=0")
+        self.val_A = self.held_out(val_A, val_tf, root / "trainA")
+        self.val_B = self.held_out(val_B, val_tf, root / "trainB")
         self.evaluator = None
         if cfg.eval.every_epochs:
             from evaluation.during_training import TrainingEvaluator
@@ -103,6 +85,9 @@ class CycleGANTrainer(Trainer):
             raise TrainingError(f"optim.plateau_metric={o.plateau_metric}: the plateau schedule steps on FID/KID, "
                                 f"which cannot be computed here (see the note above); give the Inception weights "
                                 f"(eval.inception_weights=PATH) or use optim.plateau_metric=cycle_l1")
+        dataset = UnalignedDataset(train_A, train_B, Transform(d.preprocess, d.load_size, d.crop_size, d.flip),
+                                   seed=cfg.seed)
+        return dataset, self.shuffled(dataset)
 
     def build_networks(self) -> None:
         m, t = self.cfg.model, self.cfg.train
@@ -121,10 +106,7 @@ class CycleGANTrainer(Trainer):
         # The G phase scores fakes with the bare discriminators: D is frozen there, so DDP must not
         # expect gradients for it; the D phase goes through the DDP wrapper.
         self.disc_frozen = self.disc_pair
-        if dist.is_distributed():
-            ids = [self.device.index] if self.device.type == "cuda" else None
-            self.gen_pair = DDP(self.gen_pair, device_ids=ids, broadcast_buffers=False)
-            self.disc_pair = DDP(self.disc_pair, device_ids=ids, broadcast_buffers=False)
+        self.gen_pair, self.disc_pair = self.ddp(self.gen_pair), self.ddp(self.disc_pair)
         lo, t = self.cfg.loss, self.cfg.train
         self.weights = CycleWeights(lo.lambda_A, lo.lambda_B, lo.lambda_identity, lo.gan_mode)
         seed = self.cfg.seed * 1000 + self.rank
@@ -132,7 +114,6 @@ class CycleGANTrainer(Trainer):
         self.pool_B = ImagePool(t.pool_size, seed=seed * 2 + 1)  # fake B images, for D_A
         self._last_fakes: tuple[torch.Tensor, torch.Tensor] | None = None
         self._last_images: tuple[torch.Tensor, torch.Tensor, Translations | None] | None = None
-        self.note_skipped(self._val_skipped)
 
     def networks(self) -> dict[str, nn.Module]:
         return {"G_A": self.G_A, "G_B": self.G_B, "D_A": self.D_A, "D_B": self.D_B}
@@ -162,10 +143,6 @@ class CycleGANTrainer(Trainer):
         return f"train images A {a} B {b} | {val} | G {n_params / 1e6:.2f} M params"
 
     # ------------------------------------------------------------------------------- steps
-
-    def to_device(self, x: torch.Tensor) -> torch.Tensor:
-        x = to_model_range(x.to(self.device, non_blocking=True))
-        return x.contiguous(memory_format=torch.channels_last) if self.cfg.train.channels_last else x
 
     def train_step(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         """One iteration on a batch of uint8 images; returns detached device scalars."""

@@ -57,15 +57,6 @@ def barrier() -> None:
         dist.barrier()
 
 
-def all_reduce_mean(value: torch.Tensor) -> torch.Tensor:
-    """Mean of ``value`` over all ranks (a copy; the input is left alone)."""
-    if not is_distributed():
-        return value.clone()
-    out = value.detach().clone()
-    dist.all_reduce(out, op=dist.ReduceOp.SUM)
-    return out / world_size()
-
-
 def all_reduce_sum(value: torch.Tensor) -> torch.Tensor:
     if not is_distributed():
         return value.clone()

@@ -33,13 +33,12 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import Dataset
 
 from data.folder import ImageFolderDataset, content_images
 from data.image_io import load_style_images
 from data.samplers import EpochSampler
-from data.unaligned import DatasetError, Transform, load_validation_images, split_train_val
+from data.transforms import Transform, split_train_val
 from models.johnson import (
     TransformerNet,
     johnson_loss_weights,
@@ -49,7 +48,7 @@ from models.johnson import (
 )
 from models.style_losses import style_grams
 from models.vgg import VGGWeightsUnavailable, load_vgg
-from options.johnson import DEMO_FOLDERS, JohnsonConfig
+from options.johnson import JohnsonConfig
 from training import distributed as dist
 from training.trainer import Trainer, TrainingError
 
@@ -68,53 +67,32 @@ class StyledImages(Dataset):
         return {**self.inner[key], "style": (index + epoch) % self.n_styles}
 
 
-def make_demo_content(root: Path) -> None:
-    """Generate the demo dataset around ``root`` (its parent), refusing a folder of someone's images."""
-    from data.demo import make_demo_dataset
-
-    base = root.parent
-    if not (base / "demo.json").is_file() and any(
-            (base / sub).is_dir() and any((base / sub).iterdir()) for sub in DEMO_FOLDERS):
-        raise DatasetError(f"data.demo=true would write the demo dataset into {base}, which holds images and no "
-                           f"demo.json; set data.demo=false to train on them, or point data.root elsewhere")
-    make_demo_dataset(base)
-
-
 class JohnsonTrainer(Trainer):
     method = "johnson"
     cfg: JohnsonConfig
     progress_keys = ("total", "content", "style")
     image_range = (0.0, 255.0)
+    to_input = staticmethod(torch.Tensor.float)  # the network takes [0, 255]
 
     # ------------------------------------------------------------------------------- building
 
-    def build_data(self) -> None:
+    def build_data(self) -> tuple[Dataset, EpochSampler]:
         cfg, d = self.cfg, self.cfg.data
         root = Path(d.root)
         if d.demo:
-            if self.is_main:
-                make_demo_content(root)
-            dist.barrier()
+            self.make_demo(root.parent)  # root is a folder of the demo set, e.g. datasets/demo/trainB
         train, val = split_train_val(content_images(root), d.val_images, d.max_images, root)
         # A bad style file fails here, before the networks are built.
         self.style_images = load_style_images(cfg.style.images, cfg.style.size, "style.images")
         self.n_train = len(train)
-        if self.n_train < d.batch_size * self.world:
-            raise DatasetError(f"data.batch_size={d.batch_size} x {self.world} process(es) is more than the "
-                               f"{self.n_train} training images of {root}: no full batch to train on; lower "
-                               f"data.batch_size")
+        # Few images: decoded once (centre crops), sharded across ranks; image k keeps style k mod S.
+        self.val_index = list(range(len(val)))[self.rank :: self.world]
+        centre = Transform("scale_shortside_and_crop", d.load_size, d.crop_size, False, train=False)
+        self.val = self.held_out(val, centre, root)
         crop = Transform("scale_shortside_and_crop", d.load_size, d.crop_size, d.flip, train=True)
         images = ImageFolderDataset(train, crop, seed=cfg.seed)
-        self.dataset: Dataset = StyledImages(images, cfg.n_styles) if cfg.style.multi else images
-        self.sampler = EpochSampler(self.dataset, self.world, self.rank, shuffle=True, seed=cfg.seed)
-        self.loader = self.make_loader(self.dataset, self.sampler)
-        centre = Transform("scale_shortside_and_crop", d.load_size, d.crop_size, False, train=False)
-        # Few images: decoded once, kept as uint8, sharded across ranks; image k keeps style k mod S.
-        self.val_index = list(range(len(val)))[self.rank :: self.world]
-        self.val, self._val_skipped = load_validation_images(val[self.rank :: self.world], centre)
-        if d.val_images and not self.val and self.world == 1:
-            raise DatasetError(f"none of the {d.val_images} held-out validation images of {root} can be read "
-                               f"({self._val_skipped[0]}); replace them or set data.val_images=0")
+        dataset: Dataset = StyledImages(images, cfg.n_styles) if cfg.style.multi else images
+        return dataset, self.shuffled(dataset)
 
     def build_networks(self) -> None:
         cfg, m, lo, t = self.cfg, self.cfg.model, self.cfg.loss, self.cfg.train
@@ -137,12 +115,9 @@ class JohnsonTrainer(Trainer):
             self.net.to(memory_format=torch.channels_last)
             self.vgg.to(memory_format=torch.channels_last)
         self.style_targets = self._style_targets()
-        (self.forward_net,) = self.compile(self.net)
-        if dist.is_distributed():
-            ids = [self.device.index] if self.device.type == "cuda" else None
-            self.forward_net = DDP(self.forward_net, device_ids=ids, broadcast_buffers=False)
+        (compiled,) = self.compile(self.net)
+        self.forward_net = self.ddp(compiled)
         self._last_batch: torch.Tensor | None = None
-        self.note_skipped(self._val_skipped)
 
     def _style_targets(self) -> list[dict[str, torch.Tensor]]:
         """Gram targets, once per run, in fp32: one dict per style of the network ({layer: (1, C, C)})."""
@@ -173,11 +148,6 @@ class JohnsonTrainer(Trainer):
                 f"transformer {n_params / 1e6:.2f} M params")
 
     # ------------------------------------------------------------------------------- steps
-
-    def to_device(self, x: torch.Tensor) -> torch.Tensor:
-        """uint8 (N, 3, H, W) -> float [0, 255] on the device (the network's input range)."""
-        x = x.to(self.device, non_blocking=True).float()
-        return x.contiguous(memory_format=torch.channels_last) if self.cfg.train.channels_last else x
 
     def _targets(self, styles: torch.Tensor | None) -> tuple[torch.Tensor | None, dict[str, torch.Tensor]]:
         """(style weights for the network, Gram targets) of a batch; ``styles`` (N,) indices or None."""

@@ -8,17 +8,18 @@ checkpoints, resume, signals, non-finite steps, progress.
 
 **No host synchronisation inside a step.** Loss values and finite flags stay on the device:
 they are accumulated there and read once per ``log.scalars_every`` steps. A step whose loss
-is not finite is skipped on the device: :meth:`update` hands the flag to the fused Adam
-kernel (``found_inf``), which leaves parameters and moments untouched; the skip is counted
+is not finite is skipped on the device (:mod:`training.nonfinite`: the fused Adam kernel's
+``found_inf``), which leaves parameters and moments untouched; the skip is counted
 and reported at the next read. ``train.fused_adam`` is ``auto``: fused on CUDA; elsewhere
 PyTorch's default Adam (bit-identical to the public reference) runs and the flag is read once
 per update (on a CPU there is no device to wait for).
 
 Everything needed to continue exactly is checkpointed (see :mod:`utils.checkpoint`).
 
-Just over 400 lines, one concern: the loop and the state it owns. What stands on its own lives
-beside it (``resume``, ``window``, ``run_dir``, ``schedulers``, ``signals``, ``logger``,
-``distributed``, ``compile``, ``rng``).
+The steps every method shares are here too, so a subclass shows only its maths: the demo
+dataset (:meth:`make_demo`), held-out images and their error (:meth:`held_out`), the sampler
+(:meth:`shuffled`), DDP wrapping (:meth:`ddp`), moving a uint8 batch to the device in the
+networks' range and memory format (:meth:`to_device`).
 """
 
 from __future__ import annotations
@@ -32,15 +33,21 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.nn.parallel import DistributedDataParallel as DDP
+from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
+from data.demo import DemoSpec, make_demo_dataset
+from data.errors import DatasetError
+from data.image_io import to_model_range
 from data.samplers import EpochSampler
+from data.transforms import Transform, load_validation_images
 from options.common import RunConfig
 from options.config import save, to_dict
 from training import distributed as dist
 from training.compile import CompileFallback, maybe_compile
 from training.logger import Logger
+from training.nonfinite import fused_step_unless, scaled_step_unless
 from training.resume import resume
 from training.rng import rng_state, seed_everything
 from training.run_dir import RunFolder
@@ -106,9 +113,10 @@ class Trainer:
         self.metrics: dict[str, float] = {}
         self.last_checkpoint: Path | None = None
         self.compile_fallback = CompileFallback()
-        self.build_data()
+        self.dataset, self.sampler = self.build_data()
+        self.loader = self.make_loader(self.dataset, self.sampler)
         if self.batches_per_epoch() == 0:
-            raise TrainingError(
+            raise DatasetError(
                 f"data.batch_size={cfg.data.batch_size} x {self.world} process(es) is more than the "
                 f"{len(self.sampler.inner)} training images each process gets: no full batch to train on; "
                 f"lower data.batch_size")
@@ -125,8 +133,9 @@ class Trainer:
 
     # ------------------------------------------------------------------------------- subclass API
 
-    def build_data(self) -> None:
-        """Set ``self.loader`` (a DataLoader over an :class:`EpochSampler` ``self.sampler``)."""
+    def build_data(self) -> tuple[Dataset, EpochSampler]:
+        """The training set and its sampler (:meth:`shuffled`); held-out images and anything else
+        the data needs (an evaluator) are set up here too."""
         raise NotImplementedError
 
     def build_networks(self) -> None:
@@ -167,6 +176,45 @@ class Trainer:
         """The header line's method part (image counts, parameters)."""
         return ""
 
+    # ------------------------------------------------------------------------------- shared steps
+
+    to_input = staticmethod(to_model_range)  # uint8 -> the networks' input range (image_range)
+
+    def to_device(self, x: torch.Tensor) -> torch.Tensor:
+        """A uint8 batch (N, 3, H, W) -> the device, in the networks' range (:attr:`to_input`) and
+        memory format (``train.channels_last``); uint8 crosses the bus, 4x less than float."""
+        x = self.to_input(x.to(self.device, non_blocking=True))
+        return x.contiguous(memory_format=torch.channels_last) if self.cfg.train.channels_last else x
+
+    def make_demo(self, folder: Path, spec: DemoSpec | None = None) -> None:
+        """``data.demo=true``: rank 0 writes the built-in demo dataset into ``folder`` (kept when it is
+        already there; refused in a folder of someone's images, :func:`data.demo.make_demo_dataset`);
+        every rank waits for it."""
+        if self.is_main:
+            make_demo_dataset(folder, spec)
+        dist.barrier()
+
+    def shuffled(self, dataset: Dataset) -> EpochSampler:
+        """This rank's shuffled share of ``dataset``, the same order on every resume."""
+        return EpochSampler(dataset, self.world, self.rank, shuffle=True, seed=self.cfg.seed)
+
+    def held_out(self, paths: list[Path], transform: Transform, folder: Path) -> list[torch.Tensor]:
+        """This rank's shard of the held-out images ``paths`` (of ``folder``), decoded once and kept as
+        uint8; unreadable ones are warned about and counted, none readable at all is an error."""
+        images, skipped = load_validation_images(paths[self.rank :: self.world], transform)
+        self.note_skipped(skipped)
+        if paths and not images and self.world == 1:
+            raise DatasetError(f"none of the {len(paths)} held-out validation images of {folder} can be read "
+                               f"({skipped[0]}); replace them or set data.val_images=0")
+        return images
+
+    def ddp(self, module: nn.Module) -> nn.Module:
+        """``module`` behind DistributedDataParallel when this is a multi-process run, else itself."""
+        if not dist.is_distributed():
+            return module
+        ids = [self.device.index] if self.device.type == "cuda" else None
+        return DDP(module, device_ids=ids, broadcast_buffers=False)
+
     # ------------------------------------------------------------------------------- helpers
 
     def autocast(self):
@@ -197,23 +245,14 @@ class Trainer:
         ok = dist.all_ranks_true(torch.isfinite(loss.detach()))
         opt.zero_grad(set_to_none=True)
         if self.scaler.is_enabled():
-            scale, growth = self.scaler._scale, self.scaler._growth_tracker  # noqa: SLF001
-            before = (scale.clone(), growth.clone()) if scale is not None else None
-            self.scaler.scale(loss).backward()
-            if self.fused:
-                opt.found_inf = None  # GradScaler sets its own (inf in the gradients)
-            self.scaler.step(opt)
-            self.scaler.update()
-            if before is not None:  # a non-finite *loss* leaves the scale alone; overflowing gradients back it off
-                self.scaler._scale.copy_(torch.where(ok, self.scaler._scale, before[0]))  # noqa: SLF001
-                self.scaler._growth_tracker.copy_(torch.where(ok, self.scaler._growth_tracker, before[1]))  # noqa: SLF001
-            return ok
-        loss.backward()
-        if self.fused:
-            opt.found_inf = (~ok).float()
-            opt.step()
-        elif bool(ok):  # one host read per update: the price of the unfused optimiser
-            opt.step()
+            scaled_step_unless(self.scaler, opt, loss, ok, self.fused)
+        elif self.fused:
+            loss.backward()
+            fused_step_unless(opt, ok)
+        else:  # the reference's Adam: one host read per update, the price of the unfused optimiser
+            loss.backward()
+            if bool(ok):
+                opt.step()
         return ok
 
     def note_finite(self, ok: torch.Tensor) -> None:

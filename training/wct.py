@@ -32,12 +32,12 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.nn.parallel import DistributedDataParallel as DDP
+from torch.utils.data import Dataset
 
 from data.folder import ImageFolderDataset, content_images
 from data.image_io import uint8_to_unit
 from data.samplers import EpochSampler
-from data.unaligned import DatasetError, Transform, load_validation_images, split_train_val
+from data.transforms import Transform, split_train_val
 from methods.base import MethodError
 from methods.wct import load_encoder
 from models.wct import LEVELS, build_decoders, decoder_losses, encode_levels
@@ -62,30 +62,23 @@ class WCTTrainer(Trainer):
     cfg: WCTConfig
     progress_keys = ("total",)
     image_range = (0.0, 1.0)
+    to_input = staticmethod(uint8_to_unit)
 
     # ------------------------------------------------------------------------------- building
 
-    def build_data(self) -> None:
+    def build_data(self) -> tuple[Dataset, EpochSampler]:
         cfg, d = self.cfg, self.cfg.data
         root = Path(d.root)
         if d.demo:
-            if self.is_main:
-                from data.demo import make_demo_dataset
-
-                make_demo_dataset(root.parent)  # root is a folder of the demo set, e.g. datasets/demo/trainB
-            dist.barrier()
+            self.make_demo(root.parent)  # root is a folder of the demo set, e.g. datasets/demo/trainB
         train, val = split_train_val(content_images(root), d.val_images, d.max_images, root)
         self.n_train = len(train)
-        crop = Transform("scale_shortside_and_crop", d.load_size, d.crop_size, d.flip, train=True)
-        self.dataset = ImageFolderDataset(train, crop, seed=cfg.seed)
-        self.sampler = EpochSampler(self.dataset, self.world, self.rank, shuffle=True, seed=cfg.seed)
-        self.loader = self.make_loader(self.dataset, self.sampler)
         # Held-out images are few: decoded once (centre crops), kept as uint8, sharded across ranks.
         val_tf = Transform("scale_shortside_and_crop", d.load_size, d.crop_size, flip=False, train=False)
-        self.val_images, self._val_skipped = load_validation_images(val[self.rank :: self.world], val_tf)
-        if d.val_images and not self.val_images and self.world == 1:
-            raise DatasetError(f"none of the {d.val_images} held-out validation images of {root} can be read "
-                               f"({self._val_skipped[0]}); replace them or set data.val_images=0")
+        self.val_images = self.held_out(val, val_tf, root)
+        crop = Transform("scale_shortside_and_crop", d.load_size, d.crop_size, d.flip, train=True)
+        dataset = ImageFolderDataset(train, crop, seed=cfg.seed)
+        return dataset, self.shuffled(dataset)
 
     def build_networks(self) -> None:
         cfg, t = self.cfg, self.cfg.train
@@ -106,12 +99,8 @@ class WCTTrainer(Trainer):
             self.encoder.to(memory_format=torch.channels_last)
             self.decoders.to(memory_format=torch.channels_last)
         compiled = self.compile(*(self.decoders[level] for level in self.levels))
-        self.bank: nn.Module = DecoderBank(dict(zip(self.levels, compiled)))
-        if dist.is_distributed():
-            ids = [self.device.index] if self.device.type == "cuda" else None
-            self.bank = DDP(self.bank, device_ids=ids, broadcast_buffers=False)
+        self.bank = self.ddp(DecoderBank(dict(zip(self.levels, compiled))))
         self._last: tuple[torch.Tensor, dict[str, torch.Tensor]] | None = None
-        self.note_skipped(self._val_skipped)
 
     def networks(self) -> dict[str, nn.Module]:
         return {"decoders": self.decoders}
@@ -127,10 +116,6 @@ class WCTTrainer(Trainer):
                 f"{self.cfg.model.width:g}: {n_params / 1e6:.2f} M params | encoder {self.vgg_info.label}")
 
     # ------------------------------------------------------------------------------- steps
-
-    def to_device(self, x: torch.Tensor) -> torch.Tensor:
-        x = uint8_to_unit(x.to(self.device, non_blocking=True))
-        return x.contiguous(memory_format=torch.channels_last) if self.cfg.train.channels_last else x
 
     def train_step(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         """One iteration on a batch of uint8 images; returns detached device scalars."""
