@@ -12,7 +12,8 @@ WCT, AdaIN, in any number and order). Each method runs through the batched path 
 into OUTPUT/outputs/<method>/; a later run reuses those outputs when nothing that shapes them
 changed (settings, and the content of the checkpoint, style and input files); --rerun forces it.
 
-Writes OUTPUT/index.html (self-contained), OUTPUT/grid.png, OUTPUT/metrics.json, OUTPUT/metrics.md.
+Writes OUTPUT/index.html (self-contained), OUTPUT/grid.png, OUTPUT/metrics.json, OUTPUT/metrics.md,
+and OUTPUT/.report.json first: only a folder holding that marker is replaced without --overwrite.
 FID/KID need the Inception weights (torch cache, download, or inception_weights=PATH); without
 them the table says "unavailable" and why.
 
@@ -23,11 +24,14 @@ from __future__ import annotations
 
 import argparse
 import sys
+from contextlib import ExitStack
 from pathlib import Path
 
 from options import cli
 
-REPORT_MARKER = "metrics.json"  # a folder holding it was written by report.py
+# report.py's own marker: written (before any output) into every folder the report writes, so only
+# such a folder counts as an earlier report; a metrics.json of anyone else's does not.
+REPORT_MARKER = ".report.json"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -45,9 +49,33 @@ def check_report_folder(out: Path, overwrite: bool) -> None:
 
     if out.exists() and not out.is_dir():
         raise UserError(f"--output {out} is a file; give a folder")
-    if out.is_dir() and any(out.iterdir()) and not (out / REPORT_MARKER).exists() and not overwrite:
+    if out.is_dir() and any(out.iterdir()) and not _is_report_folder(out) and not overwrite:
         raise UserError(f"--output {out} holds files that are not an earlier report; choose an empty or new folder, "
                         f"or pass --overwrite to write beside them")
+
+
+def _is_report_folder(out: Path) -> bool:
+    """True when ``out`` holds the marker report.py writes (a regular file with its JSON)."""
+    import json
+
+    marker = out / REPORT_MARKER
+    if marker.is_symlink() or not marker.is_file():
+        return False
+    try:
+        return json.loads(marker.read_text(encoding="utf-8")).get("written_by") == "report.py"
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def write_marker(out: Path) -> None:
+    """Claim ``out`` as a report folder before anything else is written into it, so an interrupted
+    report is still recognised (and its outputs reused) by the rerun."""
+    import json
+
+    from utils.files import write_text_atomic
+
+    if not _is_report_folder(out):
+        write_text_atomic(out / REPORT_MARKER, json.dumps({"written_by": "report.py", "version": 1}) + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -67,6 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         from evaluation.report_data import build_report_data
         from utils.device import resolve_device
         from utils.errors import UserError
+        from utils.files import folder_lock
         from utils.translate import check_output_folder
 
         out = Path(args.output)
@@ -74,19 +103,22 @@ def main(argv: list[str] | None = None) -> int:
         # Every folder the report reads: outputs inside the reference or ground-truth folder would be
         # read back as real images by the next run.
         check_output_folder(out, [Path(p) for p in (cfg.dataset, cfg.input, cfg.ground_truth, cfg.reference) if p])
-        try:
-            out.mkdir(parents=True, exist_ok=True)
-            (out / ".probe").write_bytes(b"")
-            (out / ".probe").unlink()
-        except OSError as e:
-            raise UserError(f"cannot write the report into {out}: {e.strerror or e}") from e
-        data = build_report_data(cfg, out, resolve_device(cfg.device), rerun=args.rerun)
-        try:
-            data.curves = run_curves(data.runs, out / "curves")
-            result = write_report(data, out)
-        except OSError as e:
-            raise UserError(f"cannot write the report into {out}: {e.strerror or e} (read-only or full?); the "
-                            f"method outputs in {out / 'outputs'} are kept and a rerun reuses them") from e
+        with ExitStack() as stack:  # one writer per report folder, for the whole report
+            try:
+                out.mkdir(parents=True, exist_ok=True)
+                stack.enter_context(folder_lock(out, "report.py"))
+                (out / ".probe").write_bytes(b"")
+                (out / ".probe").unlink()
+                write_marker(out)
+            except OSError as e:
+                raise UserError(f"cannot write the report into {out}: {e.strerror or e}") from e
+            data = build_report_data(cfg, out, resolve_device(cfg.device), rerun=args.rerun)
+            try:
+                data.curves = run_curves(data.runs, out / "curves")
+                result = write_report(data, out)
+            except OSError as e:
+                raise UserError(f"cannot write the report into {out}: {e.strerror or e} (read-only or full?); the "
+                                f"method outputs in {out / 'outputs'} are kept and a rerun reuses them") from e
         print("\n".join(summary_lines(result)))
         print(f"report: {out / 'index.html'}, {out / 'grid.png'}, {out / 'metrics.md'} ({data.seconds_total:.0f} s)")
         return cli.EXIT_DONE

@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         from methods.gatys import GatysMethod
         from options.methods import MethodOptions
         from utils.device import resolve_device
-        from utils.translate import FolderJob, run_folder
+        from utils.translate import FolderJob, output_folder, run_folder
 
         opts = MethodOptions(method="gatys", style=args.style, style_weights=args.style_weights,
                              config=args.config or "", settings=settings)
@@ -82,25 +82,26 @@ def main(argv: list[str] | None = None) -> int:
                   f"not real style transfer", file=sys.stderr)
         job = FolderJob(Path(args.input), Path(args.output), recursive=args.recursive, overwrite=args.overwrite,
                         keep_alpha=False, batch_size=cfg.batch_size, progress=not args.no_progress)
-        summary = run_folder(method, job)
-        for path, reason in summary.failed:
-            print(f"  failed: {path}: {reason}", file=sys.stderr)
-        if summary.translated:
-            record = {"images": summary.translated, "seconds": summary.method_seconds,
-                      "seconds_per_image": summary.seconds_per_image, "device": str(method.device),
-                      "settings": method.settings(), "losses": summary.losses,
-                      "outputs": [str(dst) for _, dst in summary.pairs], "config": json.loads(json.dumps(
-                          __import__("dataclasses").asdict(cfg)))}
-            try:
-                from utils.files import write_text_atomic
+        with output_folder(job):  # one writer: the images and gatys_run.json under one lock
+            summary = run_folder(method, job)
+            for path, reason in summary.failed:
+                print(f"  failed: {path}: {reason}", file=sys.stderr)
+            if summary.translated:
+                record = {"images": summary.translated, "seconds": summary.method_seconds,
+                          "seconds_per_image": summary.seconds_per_image, "device": str(method.device),
+                          "settings": method.settings(), "losses": summary.losses,
+                          "outputs": [str(dst) for _, dst in summary.pairs], "config": json.loads(json.dumps(
+                              __import__("dataclasses").asdict(cfg)))}
+                try:
+                    from utils.files import write_text_atomic
 
-                write_text_atomic(job.output / "gatys_run.json", json.dumps(record, indent=2))
-            except OSError as e:
-                raise UserError(f"cannot write {job.output / 'gatys_run.json'}: {e.strerror or e} (read-only or "
-                                f"full?); the {summary.translated} stylized image(s) were written") from e
-            print(f"wrote {summary.translated} image(s) to {job.output}: {summary.seconds_per_image:.2f} s/image on "
-                  f"{method.device}; skipped {summary.skipped} (already there), failed {len(summary.failed)}")
-            return cli.EXIT_DONE
+                    write_text_atomic(job.output / "gatys_run.json", json.dumps(record, indent=2))
+                except OSError as e:
+                    raise UserError(f"cannot write {job.output / 'gatys_run.json'}: {e.strerror or e} (read-only or "
+                                    f"full?); the {summary.translated} stylized image(s) were written") from e
+                print(f"wrote {summary.translated} image(s) to {job.output}: {summary.seconds_per_image:.2f} s/image "
+                      f"on {method.device}; skipped {summary.skipped} (already there), failed {len(summary.failed)}")
+                return cli.EXIT_DONE
         if summary.skipped:
             print(f"nothing to do: all {summary.skipped} outputs already exist in {job.output} (--overwrite)")
             return cli.EXIT_NOTHING

@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
         # Deferred: these load torch, which --help does not need.
         from methods.loading import load_method
         from utils.gallery import write_gallery
-        from utils.translate import FolderJob, plan_outputs, run_folder
+        from utils.translate import FolderJob, output_folder, plan_outputs, run_folder
 
         method = load_method(method_options(args), args.device)
         print(method.describe())
@@ -115,15 +115,16 @@ def main(argv: list[str] | None = None) -> int:
                         quality=args.quality, overwrite=args.overwrite, keep_alpha=args.alpha_channel == "keep",
                         load_size=args.load_size, max_size=args.max_size, batch_size=args.batch_size,
                         workers=args.workers, progress=not args.no_progress)
-        summary = run_folder(method, job)
-        print(summary.line())
-        for path, reason in summary.failed:
-            print(f"  failed: {path}: {reason}", file=sys.stderr)
-        if args.gallery:
-            settings = ", ".join(f"{k} {v}" for k, v in method.settings().items() if v not in (None, [], ""))
-            index = write_gallery(job.output, summary.pairs, summary.failed,
-                                  title=f"{method.name}: {args.input} -> {args.output}", subtitle=settings)
-            print(f"gallery: {index}")
+        with output_folder(job):  # one writer: the outputs and the gallery under one lock
+            summary = run_folder(method, job)
+            print(summary.line())
+            for path, reason in summary.failed:
+                print(f"  failed: {path}: {reason}", file=sys.stderr)
+            if args.gallery:
+                settings = ", ".join(f"{k} {v}" for k, v in method.settings().items() if v not in (None, [], ""))
+                index = write_gallery(job.output, summary.pairs, summary.failed,
+                                      title=f"{method.name}: {args.input} -> {args.output}", subtitle=settings)
+                print(f"gallery: {index}")
         if summary.translated:
             return cli.EXIT_DONE
         if summary.skipped:

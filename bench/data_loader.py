@@ -47,7 +47,7 @@ def make_jpeg_dataset(root: Path, n: int, size: int = 256) -> Path:
     if (root / "trainB").is_dir():
         return root
     rng = np.random.default_rng(0)
-    photos = [(source_photo(name) * 255).astype(np.uint8) for name in PHOTO_SOURCES[:4]]
+    photos = [source_photo(name) for name in PHOTO_SOURCES[:4]]
     for sub in ("trainA", "trainB", "testA", "testB"):
         (root / sub).mkdir(parents=True, exist_ok=True)
         for i in range(n if sub.startswith("train") else 2):

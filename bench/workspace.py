@@ -32,7 +32,7 @@ def quiet() -> Iterator[None]:
 def photo(name: str, size: int) -> torch.Tensor:
     """One of scikit-image's bundled photos (``astronaut``, ``chelsea`` ...), centre-cropped square
     and resized: uint8 (1, 3, size, size). Nothing is downloaded."""
-    img = (source_photo(name) * 255).round().astype(np.uint8)
+    img = source_photo(name)
     h, w = img.shape[:2]
     s = min(h, w)
     top, left = (h - s) // 2, (w - s) // 2

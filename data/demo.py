@@ -69,9 +69,30 @@ class DemoSpec:
     seed: int = 0
     version: int = VERSION
 
+    def check(self, min_count: int = 0) -> None:
+        """Raise :class:`DemoSpecError` naming the first value out of range (before anything is
+        written). ``min_count``: the fewest images per split (the command asks for 1; a test may
+        build a dataset without one domain)."""
+        top = COUNT_RANGE[1]
+        for flag, value, lo, hi in (("--size", self.size, *SIZE_RANGE), ("--n-train", self.n_train_A, min_count, top),
+                                    ("--n-train", self.n_train_B, min_count, top),
+                                    ("--n-test", self.n_test, min_count, top), ("--seed", self.seed, 0, 2**31 - 1)):
+            if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+                raise DemoSpecError(f"{flag} must be an integer in [{lo}, {hi}], got {value!r}")
+
+
+# The crops come from photos of about 512 px whose bands are a fifth to two fifths of that wide:
+# a larger side only upsamples (and 100000 px would need hundreds of GB); 16 px is the smallest crop.
+SIZE_RANGE = (16, 512)
+COUNT_RANGE = (1, 100_000)
+
+
+class DemoSpecError(DatasetError):
+    """A demo dataset setting is out of range; the message names it and the valid range."""
+
 
 @functools.cache
-def _source_photo(name: str) -> np.ndarray:
+def source_photo(name: str) -> np.ndarray:
     if name.startswith("motorcycle_"):
         left, right, _ = data.stereo_motorcycle()
         img = left if name.endswith("left") else right
@@ -80,11 +101,6 @@ def _source_photo(name: str) -> np.ndarray:
     out = np.ascontiguousarray(img[..., :3], dtype=np.uint8)
     out.flags.writeable = False  # cached and shared: callers must not change it
     return out
-
-
-def source_photo(name: str) -> np.ndarray:
-    """float RGB image in [0, 1], (H, W, 3), from scikit-image's bundled data (no download)."""
-    return _source_photo(name) / 255.0
 
 
 # ---------------------------------------------------------------------------------------------
@@ -261,6 +277,7 @@ def make_demo_dataset(root: str | Path, spec: DemoSpec | None = None) -> Path:
     anything when ``root`` holds files the generator did not write.
     """
     spec = spec or DemoSpec()
+    spec.check()
     root = Path(root)
     if root.exists() and not root.is_dir():
         raise _refuse(root, "is a file, not a folder")
@@ -312,7 +329,7 @@ def make_demo_dataset(root: str | Path, spec: DemoSpec | None = None) -> Path:
 
     def crops(n: int, band: tuple[float, float]):
         for i in range(n):
-            yield i, _random_crop(_source_photo(PHOTO_SOURCES[i % len(PHOTO_SOURCES)]), band, spec.size, rng)
+            yield i, _random_crop(source_photo(PHOTO_SOURCES[i % len(PHOTO_SOURCES)]), band, spec.size, rng)
 
     for i, crop in crops(spec.n_train_A, BANDS["trainA"]):
         save(painterly(crop), f"trainA/{i:04d}.png")
@@ -340,12 +357,17 @@ def main(argv: list[str] | None = None) -> int:
     def body() -> int:
         spec = DemoSpec(size=args.size, n_train_A=args.n_train, n_train_B=args.n_train, n_test=args.n_test,
                         seed=args.seed)
+        spec.check(min_count=1)
         meta = Path(args.output) / "demo.json"
         try:
             before = json.loads(meta.read_text()) if meta.is_file() else {}
         except (OSError, ValueError):
             before = {}
-        root = make_demo_dataset(args.output, spec)
+        try:
+            root = make_demo_dataset(args.output, spec)
+        except OSError as e:  # a read-only place, a full disk: the journal lets a rerun clean up
+            raise DatasetError(f"cannot write the demo dataset into {args.output}: {e.strerror or e} (read-only or "
+                               f"full?); free space or choose another --output, then run again") from e
         if before.get("complete") is True and before.get("spec") == asdict(spec):
             print(f"nothing to do: the demo dataset is already in {root}")
             return cli.EXIT_NOTHING

@@ -3,7 +3,8 @@
 * **Decoding**: any file PIL reads -> 8-bit RGB (EXIF orientation applied, greyscale, palette,
   CMYK, 16-bit and float images converted, transparency composited on a background), with the
   alpha channel kept apart when asked. Bad files raise :class:`BadImageError` naming the file.
-* **Encoding**: PNG / JPEG / WebP / BMP / TIFF, written through a temp file + rename.
+* **Encoding**: PNG / JPEG / WebP / BMP / TIFF, encoded in memory, written to a temp file,
+  checked (every byte on disk), fsynced and renamed: complete or absent.
 * **Value ranges**: images travel as uint8 ``(C, H, W)`` tensors in [0, 255] until they reach a
   network; each method converts to its own range with the functions here: ``[-1, 1]``
   (CycleGAN), ``[0, 1]`` (VGG, Gatys, WCT), ``[0, 255]`` (Johnson's convention).
@@ -15,8 +16,7 @@
 from __future__ import annotations
 
 import contextlib
-import os
-import threading
+import io
 import warnings
 from pathlib import Path
 
@@ -24,6 +24,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from utils.errors import UserError
+from utils.files import write_bytes_atomic
 
 IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 # --format value -> (PIL format, file suffix); "same" keeps each input's own suffix.
@@ -39,6 +40,10 @@ WHITE = (255, 255, 255)
 
 class StyleImageError(UserError):
     """A style image (a required input) is missing or unreadable; the message names it."""
+
+
+class NonFiniteImageError(ValueError):
+    """A float image with NaN or Inf pixels (no honest 8-bit version exists)."""
 
 
 class BadImageError(Exception):
@@ -67,15 +72,25 @@ def list_images(folder: str | Path, recursive: bool = True) -> list[Path]:
 
 
 def to_8bit_rgb(img: Image.Image, background: tuple[int, int, int] = WHITE) -> Image.Image:
-    """Any decoded PIL image -> 8-bit RGB (16-bit scaled with rounding, transparency composited on ``background``)."""
+    """Any decoded PIL image -> 8-bit RGB (16-bit scaled with rounding, wider integers and floats by
+    their real range, transparency composited on ``background``). A float image with NaN / Inf
+    pixels raises :class:`NonFiniteImageError`."""
     if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
         arr = np.asarray(img).astype(np.float64)
-        # 16-bit PNGs decode as 'I' or 'I;16' with values in 0..65535.
-        scale = 257.0 if arr.max(initial=0) > 255 or img.mode.startswith("I;16") else 1.0
-        arr = np.clip(np.rint(arr / scale), 0, 255).astype(np.uint8)
-        return Image.fromarray(arr, mode="L").convert("RGB")
+        lo, hi = float(arr.min(initial=0)), float(arr.max(initial=0))
+        if lo >= 0 and hi <= 65535:
+            # 16-bit PNGs decode as 'I' or 'I;16' with values in 0..65535: scaled by 257, rounded.
+            scale = 257.0 if hi > 255 or img.mode.startswith("I;16") else 1.0
+            arr = np.clip(np.rint(arr / scale), 0, 255)
+        else:  # 32-bit integers beyond 16 bits (or negative): their real range, not a clip to 65535
+            lo = min(lo, 0.0)
+            arr = np.rint((arr - lo) / (hi - lo) * 255)
+        return Image.fromarray(arr.astype(np.uint8), mode="L").convert("RGB")
     if img.mode == "F":
         arr = np.asarray(img)
+        bad = int(arr.size - np.count_nonzero(np.isfinite(arr)))
+        if bad:  # one NaN would make lo/hi NaN and the whole image black
+            raise NonFiniteImageError(f"{bad} of {arr.size} pixels are not finite numbers (NaN or Inf)")
         lo, hi = float(np.min(arr)), float(np.max(arr))
         arr = np.rint((arr - lo) / (hi - lo + 1e-12) * 255).astype(np.uint8)
         return Image.fromarray(arr, mode="L").convert("RGB")
@@ -95,11 +110,6 @@ def _alpha_of(img: Image.Image) -> Image.Image | None:
             a = img.convert("RGBA").getchannel("A")
             return None if a.getextrema() == (255, 255) else a
     return None
-
-
-def split_alpha(img: Image.Image, background: tuple[int, int, int] = WHITE) -> tuple[Image.Image, Image.Image | None]:
-    """Any-mode image -> (8-bit RGB composited on ``background``, alpha channel or None)."""
-    return to_8bit_rgb(img, background), _alpha_of(img)
 
 
 def read_image(path: str | Path, keep_alpha: bool = False, background: tuple[int, int, int] = WHITE
@@ -123,6 +133,8 @@ def read_image(path: str | Path, keep_alpha: bool = False, background: tuple[int
                 return to_8bit_rgb(img, background), (_alpha_of(img) if keep_alpha else None)
     except BadImageError:
         raise
+    except NonFiniteImageError as e:
+        raise BadImageError(path, f"{e}; fix the file (replace them) or remove it") from e
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         raise BadImageError(path, f"image too large ({e})") from e
     except UnidentifiedImageError as e:
@@ -171,21 +183,19 @@ def output_suffix(fmt: str, source_suffix: str) -> str:
 
 
 def save_image(img: Image.Image, dst: str | Path, quality: int = 95) -> None:
-    """Write via a temp file + rename: an interrupted run never leaves a half file that a rerun would
-    skip. JPEG and BMP cannot hold alpha: it is dropped for them. Raises OSError on failure (the
-    temp file is removed)."""
+    """Write an image so that ``dst`` is either complete or absent (never a half file a rerun would
+    skip as "already there"), whatever the format: encoded in memory, written to a temp file in the
+    same folder, checked (every byte on disk: a short write, as PIL's raw BMP/TIFF writers can miss
+    on a full disk, is caught), fsynced, then renamed. JPEG and BMP cannot hold alpha: it is
+    dropped for them. Raises OSError on failure (the temp file is removed, a previous ``dst`` kept)."""
     dst = Path(dst)
     fmt = _SUFFIX_FORMAT.get(dst.suffix.lower(), "PNG")
     if fmt in _NO_ALPHA_FORMATS and img.mode in ("RGBA", "LA"):
         img = img.convert(img.mode[:-1])
     params = {"quality": quality} if fmt in ("JPEG", "WEBP") else {}
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(f".{os.getpid()}.{threading.get_ident() % 10**6}.tmp")  # short: a long name still fits
-    try:
-        img.save(tmp, format=fmt, **params)
-        os.replace(tmp, dst)
-    finally:
-        tmp.unlink(missing_ok=True)
+    buf = io.BytesIO()
+    img.save(buf, format=fmt, **params)
+    write_bytes_atomic(dst, buf.getbuffer())
 
 
 # ---------------------------------------------------------------------------------------------

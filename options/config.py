@@ -140,19 +140,129 @@ def _fix_numbers(data: Any) -> Any:
     return data
 
 
+# Limits on a config file (a config is a few KiB): a "billion laughs" file (aliases of aliases)
+# would expand to billions of nodes, a deeply nested one would overflow the stack.
+MAX_YAML_BYTES = 1 << 20
+MAX_YAML_ALIASES = 100
+MAX_YAML_DEPTH = 50
+MAX_YAML_NODES = 100_000  # after expanding every alias
+
+
+class _YAMLLimit(yaml.YAMLError):
+    """A config file past one of the limits above, or with a duplicate key; says which."""
+
+
+class _ConfigLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` (no tags run) that refuses duplicate keys (naming the key and both lines)
+    and limits aliases, nesting depth and the size of the alias-expanded document."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._aliases = 0
+        self._depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            self._aliases += 1
+            if self._aliases > MAX_YAML_ALIASES:
+                line = self.peek_event().start_mark.line + 1
+                raise _YAMLLimit(f"more than {MAX_YAML_ALIASES} aliases (*name), line {line}: a config needs few; "
+                                 f"write the values out")
+            return super().compose_node(parent, index)
+        self._depth += 1
+        try:
+            if self._depth > MAX_YAML_DEPTH:
+                line = self.peek_event().start_mark.line + 1
+                raise _YAMLLimit(f"nested deeper than {MAX_YAML_DEPTH} levels (line {line})")
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def construct_document(self, node: yaml.Node) -> Any:
+        _check_expanded_size(node)
+        return super().construct_document(node)
+
+    def construct_mapping(self, node: yaml.Node, deep: bool = False) -> Any:
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[Any, int] = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *base`: overriding merged keys is fine
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    first = seen.get(key)
+                except TypeError:  # an unhashable key: the base class reports it
+                    continue
+                line = key_node.start_mark.line + 1
+                if first is not None:
+                    raise _YAMLLimit(f"duplicate key {key!r} (lines {first} and {line}): the second would silently "
+                                     f"replace the first; keep one")
+                seen[key] = line
+        return super().construct_mapping(node, deep)
+
+
+def _check_expanded_size(root: yaml.Node) -> None:
+    """Count the nodes and depth of the document with every alias expanded (memoised: aliases share
+    nodes, so this is linear in the file); refuse an alias to a node that contains it."""
+    sizes: dict[int, tuple[int, int]] = {}  # id(node) -> (expanded nodes, expanded depth)
+    busy: set[int] = set()
+
+    def size(node: yaml.Node) -> tuple[int, int]:
+        if id(node) in sizes:
+            return sizes[id(node)]
+        if id(node) in busy:
+            raise _YAMLLimit(f"an alias refers to a value that contains it (line {node.start_mark.line + 1})")
+        busy.add(id(node))
+        children = (list(node.value) if isinstance(node, yaml.SequenceNode) else
+                    [n for kv in node.value for n in kv] if isinstance(node, yaml.MappingNode) else [])
+        n, depth = 1, 1
+        for child in children:
+            cn, cd = size(child)
+            n, depth = n + cn, max(depth, cd + 1)
+        busy.discard(id(node))
+        if n > MAX_YAML_NODES:
+            raise _YAMLLimit(f"expands to more than {MAX_YAML_NODES} values through its aliases (a \"billion laughs\" "
+                             f"file?); write the values out")
+        if depth > MAX_YAML_DEPTH:
+            raise _YAMLLimit(f"nested deeper than {MAX_YAML_DEPTH} levels once its aliases are expanded")
+        sizes[id(node)] = (n, depth)
+        return n, depth
+
+    size(root)
+
+
+def _safe_load(text: str) -> Any:
+    """``yaml.safe_load`` with :class:`_ConfigLoader`'s limits; raises ``yaml.YAMLError``."""
+    if len(text) > MAX_YAML_BYTES:
+        raise _YAMLLimit(f"{len(text)} characters, more than a config file holds (limit {MAX_YAML_BYTES})")
+    loader = _ConfigLoader(text)
+    try:
+        return loader.get_single_data()
+    except RecursionError as e:  # a guard: the depth limit stops nesting well before this
+        raise _YAMLLimit("nested too deeply") from e
+    finally:
+        loader.dispose()
+
+
 def read_yaml(path: str | Path) -> dict[str, Any]:
-    """A YAML file that must hold a mapping; every failure is a one-line :class:`ConfigError`."""
+    """A YAML file that must hold a mapping; every failure (including the limits on size, aliases,
+    nesting and duplicate keys) is a one-line :class:`ConfigError` naming the file."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file {path} not found (the shipped ones are in experiments/)")
     try:
+        if path.stat().st_size > MAX_YAML_BYTES:
+            raise ConfigError(f"{path}: {path.stat().st_size} bytes, more than a config file holds (limit "
+                              f"{MAX_YAML_BYTES}); is it the right file?")
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as e:
         raise ConfigError(f"{path}: not a UTF-8 text file (byte {e.start}); save it as UTF-8 YAML") from e
     except OSError as e:
         raise ConfigError(f"cannot read config file {path}: {e.strerror or e}") from e
     try:
-        data = yaml.safe_load(text)
+        data = _safe_load(text)
+    except _YAMLLimit as e:
+        raise ConfigError(f"{path}: {e}") from e
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: not valid YAML: {' '.join(str(e).split())}") from e
     if data is None:
@@ -172,7 +282,9 @@ def parse_override(override: str) -> tuple[str, Any]:
     if not key:
         raise ConfigError(f"override {override!r} has no key before '='")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        value = _safe_load(raw) if raw.strip() else ""
+    except _YAMLLimit as e:
+        raise ConfigError(f"{key}: {e}") from e
     except yaml.YAMLError as e:
         raise ConfigError(f"{key}: cannot parse value {raw!r}: {' '.join(str(e).split())}") from e
     return key, _fix_numbers(value)

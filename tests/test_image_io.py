@@ -183,7 +183,7 @@ def test_failed_save_keeps_the_previous_file_and_leaves_no_temp(tmp_path: Path, 
     before = dst.read_bytes()
 
     def full_disk(self, fp, *args, **kwargs):
-        Path(fp).write_bytes(b"half")
+        fp.write(b"half") if hasattr(fp, "write") else Path(fp).write_bytes(b"half")
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(Image.Image, "save", full_disk)
@@ -246,3 +246,31 @@ def test_module_keeps_torch_lazy() -> None:
     src = Path(image_io.__file__).read_text()
     top_level = [line for line in src.splitlines() if line.startswith(("import ", "from "))]
     assert not [line for line in top_level if "torch" in line]
+
+
+# Hostile round 3: float TIFFs with NaN / Inf, 32-bit integer TIFFs past 16 bits.
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf")])
+def test_non_finite_float_pixels_are_an_error_naming_the_file(tmp_path: Path, bad: float) -> None:
+    arr = np.linspace(0, 1, 64, dtype=np.float32).reshape(8, 8)
+    arr[3, 4] = bad
+    path = _save(Image.fromarray(arr, mode="F"), tmp_path / "f.tif")
+    with pytest.raises(BadImageError) as e:
+        read_image(path)
+    assert e.value.path == str(path)
+
+
+def test_finite_float_tiff_still_decodes(tmp_path: Path) -> None:
+    arr = np.linspace(-2, 6, 64, dtype=np.float32).reshape(8, 8)
+    rgb, _ = read_image(_save(Image.fromarray(arr, mode="F"), tmp_path / "f.tif"))
+    grey = np.asarray(rgb)[..., 0]
+    assert grey.min() == 0 and grey.max() == 255
+
+
+def test_32_bit_integers_are_scaled_by_their_real_range(tmp_path: Path) -> None:
+    arr = (np.arange(64, dtype=np.int32) * 15_000).reshape(8, 8)  # 0 .. 945000
+    rgb, _ = read_image(_save(Image.fromarray(arr, mode="I"), tmp_path / "i.tif"))
+    grey = np.asarray(rgb)[..., 0].astype(int).ravel()
+    expected = np.rint(np.arange(64) * 15_000 / 945_000 * 255).astype(int)
+    assert np.array_equal(grey, expected)  # a gradient, not clipped to white above 65535

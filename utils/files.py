@@ -1,10 +1,28 @@
-"""Writing a small text file so that a failure (a full disk, a kill) never leaves half of it, nor
-destroys the previous version: a temp file in the same folder, then an atomic rename."""
+"""Files a failure cannot spoil, and folders with one writer.
+
+* :func:`write_text_atomic`: a small text file that a failure (a full disk, a kill) never leaves
+  half written, nor destroys the previous version of: a temp file in the same folder, then an
+  atomic rename; :func:`write_bytes_atomic` the same for bytes, with every byte counted and the
+  size on disk checked (images: :func:`data.image_io.save_image` encodes, then calls it).
+* :func:`folder_lock`: one live writer per output folder (``flock`` on ``FOLDER/.lock``), as run
+  folders have one live trainer."""
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+
+from utils.errors import UserError
+
+try:
+    import fcntl
+except ImportError:  # Windows: no flock; the lock is skipped
+    fcntl = None  # type: ignore[assignment]
 
 
 def write_text_atomic(path: str | Path, text: str) -> Path:
@@ -21,3 +39,108 @@ def write_text_atomic(path: str | Path, text: str) -> Path:
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+def write_bytes_atomic(dst: str | Path, blob: bytes | memoryview) -> None:
+    """``dst`` gets exactly ``blob`` or stays as it was: temp file beside it, every byte written and
+    counted, fsynced, size checked on disk, renamed. Raises OSError (``ENOSPC`` for a short write)."""
+    dst = Path(dst)
+    if len(blob) == 0:
+        raise OSError(errno.EIO, f"refusing to write an empty file {dst}")
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_name(f".{os.getpid()}.{threading.get_ident() % 10**6}.tmp")  # short: a long name still fits
+    view = memoryview(blob).cast("B")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            done = 0
+            while done < len(view):
+                n = os.write(fd, view[done:])
+                if n <= 0:
+                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+                done += n
+            os.fsync(fd)
+            if os.fstat(fd).st_size != len(view):  # a write that claimed more than reached the disk
+                raise OSError(errno.ENOSPC, f"{os.strerror(errno.ENOSPC)} (short write: "
+                                            f"{os.fstat(fd).st_size} of {len(view)} bytes)")
+        finally:
+            os.close(fd)
+        os.replace(tmp, dst)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# One writer per folder
+
+LOCK_NAME = ".lock"
+_held: dict[str, list[int]] = {}  # resolved lock path -> [fd, depth]: re-entrant within one process
+_held_guard = threading.Lock()
+
+
+class FolderInUseError(UserError):
+    """Another live process holds the folder's lock; ``holder`` is its PID (as it wrote it)."""
+
+    def __init__(self, folder: Path, holder: str, what: str) -> None:
+        super().__init__(f"{folder} is in use by another {what} (PID {holder}); wait for it to finish or stop it, "
+                         f"or choose another folder")
+        self.folder, self.holder = folder, holder
+
+
+@contextmanager
+def folder_lock(folder: str | Path, what: str = "process") -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``folder/.lock`` (created) while the block runs.
+
+    The operating system releases it when the process ends, however it ends (SIGKILL included), so no
+    stale lock is left; a second process stops at once with :class:`FolderInUseError` naming the
+    holder's PID. The lock file is removed on release (not after a kill: then the next holder
+    takes it over and removes it). Re-entrant within one process (a command that locks its output folder may call
+    a helper that locks it again). The folder must exist. Raises OSError when the lock file cannot
+    be created (read-only folder)."""
+    path = Path(folder) / LOCK_NAME
+    key = str(path.resolve())
+    with _held_guard:
+        if key in _held:
+            _held[key][1] += 1
+            entered = True
+        else:
+            entered = False
+    if entered:
+        try:
+            yield
+        finally:
+            with _held_guard:
+                _held[key][1] -= 1
+        return
+    if fcntl is None:
+        yield
+        return
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            holder = os.read(fd, 64).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise FolderInUseError(Path(folder), holder, what) from e
+        try:  # the holder before us may have removed the file after we opened it: lock the current one
+            same = os.stat(path).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())
+    with _held_guard:
+        _held[key] = [fd, 1]
+    try:
+        yield
+    finally:
+        with _held_guard:
+            del _held[key]
+        # Removed while still held (a newcomer that opened it sees the inode change and retries), so a
+        # finished run leaves no file of its own behind; after a SIGKILL the file stays, unlocked.
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        os.close(fd)  # releases the flock

@@ -7,7 +7,10 @@ and, for methods that keep sizes, its exact size; alpha is put back with ``keep_
 
 Rules every command shares (nothing a user owns is lost):
 
-* the output folder is never the input folder or inside it, and never an existing file;
+* the output folder is never the input folder or inside it (nor, for one input file, that
+  file's folder), and never an existing file (:func:`check_output_folder`);
+* an output folder has one writer at a time: an exclusive ``flock`` on ``OUTPUT/.lock`` for the
+  whole run (:func:`output_folder`);
 * an existing output is skipped unless ``overwrite``; files are written through a temp name;
 * every input gets a unique output name (``a.jpg`` and ``a.png`` -> ``a.jpg.png``, ``a.png.png``;
   a name still taken gets ``~2``, ``~3`` ...);
@@ -25,6 +28,7 @@ import time
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -44,6 +48,7 @@ from data.image_io import (
     working_size,
 )
 from utils.errors import UserError
+from utils.files import folder_lock
 
 
 class Method(Protocol):
@@ -120,15 +125,24 @@ class FolderSummary:
 
 
 def check_output_folder(output: Path, inputs: list[Path]) -> None:
-    """The output may not be an input folder, inside one, or an existing file."""
+    """The output may not be an input folder, inside one, or an existing file; for an input that is
+    one file, its folder is an input folder too (the output may not be it: a ``--format`` or a
+    name collision would replace the neighbours of the file). The one home of the rule: every
+    command's output goes through here."""
     out = output.resolve()
     if output.exists() and not output.is_dir():
         raise TranslateError(f"--output {output} is a file; give a folder")
     for src in inputs:
-        folder = src.resolve() if src.is_dir() else None
-        if folder is not None and (out == folder or out.is_relative_to(folder)):
-            raise TranslateError(f"--output {output} is {'the input folder' if out == folder else 'inside the input'} "
-                                 f"{src}: outputs would mix with (or replace) your images; choose a folder outside it")
+        if src.is_dir():
+            folder = src.resolve()
+            if out == folder or out.is_relative_to(folder):
+                where = "the input folder" if out == folder else "inside the input"
+                raise TranslateError(f"--output {output} is {where} {src}: outputs would mix with (or replace) your "
+                                     f"images; choose a folder outside it")
+        elif src.exists() or src.is_symlink():  # one file (or a link to one): the folder(s) it lies in
+            if out in (src.absolute().parent.resolve(), src.resolve().parent):
+                raise TranslateError(f"--output {output} is the folder of the input {src}: outputs would mix with (or "
+                                     f"replace) your images; choose a folder outside it")
 
 
 def plan_outputs(input: Path, output: Path, recursive: bool = False, fmt: str = "png",
@@ -136,6 +150,7 @@ def plan_outputs(input: Path, output: Path, recursive: bool = False, fmt: str = 
     """(input file, output file) for every image (or each of ``files``, which lie under the input
     folder), with unique output names (see the module docstring)."""
     if input.is_file():
+        check_output_folder(output, [input])
         root, files = input.parent, [input]
     elif input.is_dir():
         check_output_folder(output, [input])
@@ -217,14 +232,21 @@ class _FolderRun:
         self.summary = FolderSummary(output=job.output)
         self.done: dict[int, tuple[Path, Path]] = {}
         self.todo: list[_Item] = []
+        failed_early = 0
         for i, (src, dst) in enumerate(plan):
-            if dst.exists() and not job.overwrite:
+            try:
+                exists = dst.exists()
+            except OSError as e:  # a name too long for the file system, ...: that file fails, not the run
+                self.summary.failed.append((str(src), f"cannot write {dst}: {e.strerror or e}"))
+                failed_early += 1
+                continue
+            if exists and not job.overwrite:
                 self.summary.skipped += 1
                 self.done[i] = (src, dst)
             else:
                 self.todo.append(_Item(i, src, dst))
         self.bar = tqdm(total=len(plan), unit="img", disable=not job.progress, dynamic_ncols=True)
-        self.bar.update(self.summary.skipped)
+        self.bar.update(self.summary.skipped + failed_early)
         self.batch = max(1, min(job.batch_size, method.max_batch or job.batch_size))
         self.saves: deque[tuple[_Item, Future]] = deque()
 
@@ -325,12 +347,16 @@ class _FolderRun:
         return s
 
 
-def run_folder(method: Method, job: FolderJob) -> FolderSummary:
-    """Run ``method`` over every image of ``job.input`` (a folder or one file) into ``job.output``.
+@contextmanager
+def output_folder(job: FolderJob) -> Iterator[list[tuple[Path, Path]]]:
+    """Check the options and the output rules, make the output folder, and hold its lock while the
+    block runs (one writer per output folder: a second run into it stops with exit 2 naming the
+    holder's PID); yields the plan of :func:`plan_outputs`. A command wraps everything it writes
+    there (outputs, gallery, records) in one such block; :func:`run_folder` enters it again.
 
     Raises:
-        TranslateError: the input does not exist, the output is unusable (inside the input, a
-            file, read-only, full), or an option is bad.
+        TranslateError: a bad option, the input does not exist, the output is unusable.
+        FolderInUseError: another live process writes into the output folder.
     """
     if job.batch_size < 1:
         raise TranslateError(f"batch size must be >= 1, got {job.batch_size}")
@@ -340,11 +366,27 @@ def run_folder(method: Method, job: FolderJob) -> FolderSummary:
         if value is not None and not 1 <= value <= 16384:
             raise TranslateError(f"{name} must be in [1, 16384], got {value}")
     plan = plan_outputs(Path(job.input), Path(job.output), job.recursive, job.fmt, job.files)
-    try:
-        Path(job.output).mkdir(parents=True, exist_ok=True)
-        probe = Path(job.output) / f".probe.{os.getpid()}"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as e:
-        raise TranslateError(f"cannot write into --output {job.output}: {e.strerror or e}") from e
-    return _FolderRun(method, job, plan).execute()
+    out = Path(job.output)
+    with ExitStack() as stack:
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            stack.enter_context(folder_lock(out, "writer of outputs (test.py, stylize.py or report.py)"))
+            probe = out / f".probe.{os.getpid()}"
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as e:
+            raise TranslateError(f"cannot write into --output {job.output}: {e.strerror or e}") from e
+        yield plan
+
+
+def run_folder(method: Method, job: FolderJob) -> FolderSummary:
+    """Run ``method`` over every image of ``job.input`` (a folder or one file) into ``job.output``,
+    holding the output folder's lock (see :func:`output_folder`).
+
+    Raises:
+        TranslateError: the input does not exist, the output is unusable (inside the input, a
+            file, read-only, full), or an option is bad.
+        FolderInUseError: another live process writes into the output folder.
+    """
+    with output_folder(job) as plan:
+        return _FolderRun(method, job, plan).execute()
