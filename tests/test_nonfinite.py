@@ -160,3 +160,13 @@ def test_the_installed_torch_honours_the_device_side_skip() -> None:
     scaled_step_unless(scaler, opt, q.sum() * float("nan"), torch.tensor(False), fused=False)
     assert torch.allclose(q.detach(), torch.full((3,), 0.9))  # skipped
     assert scaler.get_scale() == 16.0 and int(scaler._growth_tracker) == 0  # a NaN loss is not an overflow
+
+
+def test_a_finite_loss_with_non_finite_gradients_is_skipped(tiny_config, make_trainer) -> None:
+    """sqrt(0) is finite, its gradient is not (CUT's L2 normalisation of a dead feature does this)."""
+    t = make_trainer(tiny_config())
+    before = snapshot(t.G_A)
+    loss = torch.sqrt(sum(p.sum() for p in t.G_A.parameters()) * 0.0)
+    assert torch.isfinite(loss)
+    ok = t.update("G", loss)
+    assert not bool(ok) and same(snapshot(t.G_A), before)

@@ -14,11 +14,22 @@ release (``tests/test_nonfinite.py::test_the_installed_torch_honours_the_device_
 
 The unfused path (the reference's Adam, bit-identical to it) reads the flag once per update: on
 a CPU there is no device to wait for, and ``backward(); step()`` reads as the reference does.
+
+A finite loss can still have non-finite gradients (e.g. an L2 normalisation of an all-zero
+vector: CUT's netF at a dead start); :func:`gradients_finite` adds them to the flag, on the device.
 """
 
 from __future__ import annotations
 
 import torch
+
+
+def gradients_finite(opt: torch.optim.Optimizer) -> torch.Tensor:
+    """A 0-d bool on the device: every gradient of ``opt``'s parameters is finite (one fused norm)."""
+    grads = [p.grad for group in opt.param_groups for p in group["params"] if p.grad is not None]
+    if not grads:
+        return torch.ones((), dtype=torch.bool)
+    return torch.isfinite(torch.nn.utils.get_total_norm(grads, foreach=True))
 
 
 def fused_step_unless(opt: torch.optim.Optimizer, ok: torch.Tensor) -> None:

@@ -47,7 +47,7 @@ from options.config import save, to_dict
 from training import distributed as dist
 from training.compile import CompileFallback, maybe_compile
 from training.logger import Logger
-from training.nonfinite import fused_step_unless, scaled_step_unless
+from training.nonfinite import fused_step_unless, gradients_finite, scaled_step_unless
 from training.resume import resume
 from training.rng import rng_state, seed_everything
 from training.run_dir import RunFolder
@@ -246,12 +246,12 @@ class Trainer:
         opt.zero_grad(set_to_none=True)
         if self.scaler.is_enabled():
             scaled_step_unless(self.scaler, opt, loss, ok, self.fused)
-        elif self.fused:
+        else:
             loss.backward()
-            fused_step_unless(opt, ok)
-        else:  # the reference's Adam: one host read per update, the price of the unfused optimiser
-            loss.backward()
-            if bool(ok):
+            ok = ok & gradients_finite(opt)  # gradients are all-reduced by DDP: the same on every rank
+            if self.fused:
+                fused_step_unless(opt, ok)
+            elif bool(ok):  # the reference's Adam: one host read per update, the price of the unfused optimiser
                 opt.step()
         return ok
 
