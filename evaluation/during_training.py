@@ -89,12 +89,15 @@ class TrainingEvaluator:
                 out += list(to_uint8(generator(x)).cpu())
         return out
 
-    def evaluate(self, G_A: nn.Module, G_B: nn.Module, autocast: Callable[[], Any]) -> dict[str, float]:
-        """FID / KID of both directions (empty when unavailable); the same values on every rank."""
+    def evaluate(self, G_A: nn.Module, G_B: nn.Module | None, autocast: Callable[[], Any]) -> dict[str, float]:
+        """FID / KID of both directions (``G_B`` None: A -> B only, a one-generator method such as
+        CUT); empty when unavailable; the same values on every rank."""
         values = torch.full((len(KEYS) + 2,), float("nan"), dtype=torch.float64, device=self.device)
         if dist.is_main() and self.available:
             t0 = time.perf_counter()
             for slot, (domain, gen, target) in enumerate((("A", G_A, "B"), ("B", G_B, "A"))):
+                if gen is None:
+                    continue
                 fakes = self._translate(gen, self.images[domain], autocast)
                 fk = fid_kid(self.real_features[target], extract_features(self.extractor, fakes, self.device,
                                                                           self.cfg.batch_size),

@@ -25,6 +25,9 @@ from typing import Any
 
 import torch
 
+from data.image_io import pad_to_multiple, to_model_range, to_uint8
+from models.color import grey, preserve_color
+from utils.device import autocast_context
 from utils.errors import UserError
 
 
@@ -110,3 +113,29 @@ class Method(ABC):
     def last_losses(self) -> dict[str, float] | None:
         """Per-batch losses of an optimisation method's last call (Gatys), else None."""
         return None
+
+
+class GeneratorMethod(Method):
+    """A method that is one image-to-image generator in [-1, 1] (CycleGAN's, CUT's): subclasses set
+    ``self.generator``, ``self.input_nc`` and ``self.preserve_color``."""
+
+    generator: torch.nn.Module
+    input_nc: int
+    preserve_color: bool
+
+    @torch.inference_mode()
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 (N, C, H, W) -> uint8 (N, C', H, W): padded to multiples of 4 (at least 8), translated,
+        cropped back. A 1-channel generator gets the luminance; uint8 crosses the bus (4x less than float)."""
+        x = images.to(self.device, non_blocking=True)
+        if self.input_nc == 1 and x.shape[1] == 3:
+            x = grey(x)
+        h, w = x.shape[-2:]
+        x, top, left = pad_to_multiple(to_model_range(x), 4, 8)
+        with autocast_context(self.device, self.amp):
+            y = self.generator(x)
+        y = y[..., top:top + h, left:left + w].float()
+        if self.preserve_color and y.shape[1] == 3 and images.shape[1] == 3:
+            content = images.to(self.device).float() / 255.0
+            y = preserve_color((y + 1) / 2, content) * 2 - 1
+        return to_uint8(y).cpu()

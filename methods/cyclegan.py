@@ -18,10 +18,8 @@ from typing import Any
 
 import torch
 
-from data.image_io import pad_to_multiple, to_model_range, to_uint8
-from methods.base import Method, MethodError
+from methods.base import GeneratorMethod, MethodError
 from methods.loading import WeightsFile
-from models.color import preserve_color
 from models.networks import GeneratorArch, ResnetGenerator
 from options.config import load
 from options.cyclegan import CycleGANTestSettings, ModelConfig
@@ -30,6 +28,7 @@ from utils.checkpoint import CheckpointError, found_keys, is_state_dict, load_st
 from utils.device import autocast_context
 
 _GEN_NAME = {"AtoB": "G_A", "BtoA": "G_B"}
+_FILT_KEY = re.compile(r"^model\.\d+\.filt$")  # CUT's blur-pool buffers: not a CycleGAN generator
 _BLOCK_KEY = re.compile(r"^model\.(\d+)\.conv_block\.(\d+)\.weight$")
 _TOP_WEIGHT = re.compile(r"^model\.(\d+)\.(?:conv\.)?weight$")
 
@@ -51,6 +50,10 @@ def infer_cyclegan_arch(sd: dict[str, torch.Tensor], source: str | Path = "state
         raise CheckpointError(
             f"{source}: this is a U-Net generator (the reference's --netG unet_256/unet_128, keys model.model.*); "
             f"this project has only the ResNet generator (keys like model.1.weight, model.10.conv_block.1.weight)")
+    if any(_FILT_KEY.match(k) for k in sd):
+        raise CheckpointError(f"{source}: this is a CUT network (blur-pool buffers model.N.filt, the layout of "
+                              f"taesungp/contrastive-unpaired-translation), not a CycleGAN one; use --method cut "
+                              f"(or auto)")
     w0 = sd.get("model.0.weight")
     if isinstance(w0, torch.Tensor) and w0.ndim == 4:
         # A generator's model.0 is a ReflectionPad2d (no weights); a PatchGAN starts with a 4x4 conv.
@@ -114,6 +117,9 @@ def cyclegan_generator(file: WeightsFile, direction: str, ngf: int | None = None
     obj, note = file.obj, ""
     name: str | None = _GEN_NAME[direction]
     if file.kind == "training":
+        if file.method != "cyclegan":
+            raise CheckpointError(f"{file.path} is a {file.method} checkpoint, not a CycleGAN one; use --method auto "
+                                  f"(or {file.method})")
         nets = obj.get("nets")
         if not isinstance(nets, dict) or not is_state_dict(nets.get(name)):
             raise CheckpointError(f"{file.path}: checkpoint has no generator nets[{name!r}] (found nets: "
@@ -148,13 +154,7 @@ def cyclegan_generator(file: WeightsFile, direction: str, ngf: int | None = None
     return LoadedGenerator(net, arch, name, ignored, note)
 
 
-def grey(x: torch.Tensor) -> torch.Tensor:
-    """uint8 RGB (N, 3, H, W) -> uint8 L (N, 1, H, W), exactly as PIL's ``convert("L")`` (ITU-R 601-2)."""
-    r, g, b = (x[:, i : i + 1].to(torch.int32) for i in range(3))
-    return ((r * 19595 + g * 38470 + b * 7471 + 0x8000) >> 16).to(torch.uint8)
-
-
-class CycleGANMethod(Method):
+class CycleGANMethod(GeneratorMethod):
     key = "cyclegan"
 
     def __init__(self, loaded: LoadedGenerator, file: WeightsFile, opts: MethodOptions, device: torch.device) -> None:
@@ -162,6 +162,7 @@ class CycleGANMethod(Method):
         self.generator = loaded.net.to(device)
         self.loaded, self.file, self.direction = loaded, file, opts.direction
         self.preserve_color = opts.preserve_color
+        self.input_nc = loaded.arch.input_nc
 
     @classmethod
     def build(cls, opts: MethodOptions, file: WeightsFile | None, device: torch.device) -> CycleGANMethod:
@@ -183,6 +184,8 @@ class CycleGANMethod(Method):
         sd = obj.get("state_dict") if isinstance(obj, dict) and is_state_dict(obj.get("state_dict")) else obj
         if is_state_dict(sd):
             sd = strip_prefixes(sd)
+            if any(_FILT_KEY.match(k) for k in sd):
+                return ""
             # The reference's layout but not a ResNet generator (a PatchGAN, a U-Net) is ours too:
             # the reader says exactly what it is and what to give instead.
             if _is_cyclegan_generator(sd) or all(k.startswith("model.") for k in sd):
@@ -211,20 +214,3 @@ class CycleGANMethod(Method):
 
     def input_files(self) -> list:
         return [self.file.path]
-
-    @torch.inference_mode()
-    def __call__(self, images: torch.Tensor) -> torch.Tensor:
-        """uint8 (N, C, H, W) -> uint8 (N, C', H, W): padded to multiples of 4 (at least 8), translated,
-        cropped back. A 1-channel generator gets the luminance; uint8 crosses the bus (4x less than float)."""
-        x = images.to(self.device, non_blocking=True)
-        if self.loaded.arch.input_nc == 1 and x.shape[1] == 3:
-            x = grey(x)
-        h, w = x.shape[-2:]
-        x, top, left = pad_to_multiple(to_model_range(x), 4, 8)
-        with autocast_context(self.device, self.amp):
-            y = self.generator(x)
-        y = y[..., top:top + h, left:left + w].float()
-        if self.preserve_color and y.shape[1] == 3 and images.shape[1] == 3:
-            content = images.to(self.device).float() / 255.0
-            y = preserve_color((y + 1) / 2, content) * 2 - 1
-        return to_uint8(y).cpu()

@@ -46,3 +46,9 @@ def combine_luminance(y: torch.Tensor, content: torch.Tensor) -> torch.Tensor:
 def preserve_color(stylized: torch.Tensor, content: torch.Tensor) -> torch.Tensor:
     """The luminance of ``stylized`` with the chroma of ``content`` (both (N, 3, H, W) in [0, 1])."""
     return combine_luminance(luminance(stylized), content)
+
+
+def grey(x: torch.Tensor) -> torch.Tensor:
+    """uint8 RGB (N, 3, H, W) -> uint8 L (N, 1, H, W), exactly as PIL's ``convert("L")`` (ITU-R 601-2)."""
+    r, g, b = (x[:, i : i + 1].to(torch.int32) for i in range(3))
+    return ((r * 19595 + g * 38470 + b * 7471 + 0x8000) >> 16).to(torch.uint8)

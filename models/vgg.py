@@ -37,6 +37,7 @@ from typing import Literal, cast
 import torch
 from torch import nn
 
+from data.download import fetch_file
 from utils.errors import UserError
 
 Pooling = Literal["max", "avg"]
@@ -250,8 +251,6 @@ def _offline_help(expected: Path, arch: Arch = "vgg19") -> str:
 
 def _download(url: str, dst: Path, hash_prefix: str | None) -> None:
     """Fetch a weights file into the torch cache (one shared downloader: atomic, a per-request timeout)."""
-    from data.download import fetch_file
-
     fetch_file(url, dst, timeout=DOWNLOAD_TIMEOUT_S, sha256_prefix=hash_prefix)
 
 

@@ -106,7 +106,7 @@ def validate_image_data(d: ImageDataConfig, multiple: int = 4) -> None:
 class RunConfig:
     """Keys of every run. ``method`` picks the schema (see :mod:`options.training`)."""
 
-    method: str = "cyclegan"  # which trainer and schema: cyclegan, johnson, wct
+    method: str = "cyclegan"  # which trainer and schema: a trainable method of the table (methods/__init__.py)
     name: str = "run"  # the run folder's name under log.root
     seed: int = 0  # rank r uses seed + r
     deterministic: bool = False  # bit-reproducible kernels (slower); resume equality relies on it

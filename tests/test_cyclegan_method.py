@@ -17,9 +17,9 @@ from PIL import Image
 
 from data.image_io import pil_to_uint8, to_model_range, to_uint8
 from methods.base import MethodError
-from methods.cyclegan import CycleGANMethod, grey, infer_cyclegan_arch
+from methods.cyclegan import CycleGANMethod, infer_cyclegan_arch
 from methods.loading import load_method
-from models.color import rgb_to_yiq
+from models.color import grey, rgb_to_yiq
 from models.cyclegan import build_discriminator, build_generator
 from models.networks import GeneratorArch
 from options.methods import MethodOptions

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+from torch.utils.tensorboard import SummaryWriter
 from torchvision.utils import make_grid
 
 
@@ -18,8 +19,6 @@ class Logger:
     def __init__(self, run_dir: str | Path, enabled: bool = True, purge_step: int | None = None) -> None:
         self.writer = None
         if enabled:
-            from torch.utils.tensorboard import SummaryWriter
-
             self.writer = SummaryWriter(str(Path(run_dir) / "tb"), purge_step=purge_step)
 
     def scalars(self, step: int, values: dict[str, float]) -> None:
