@@ -6,13 +6,17 @@ examples:
   python -m data.download style_monet             # -> checkpoints/style_monet_pretrained/latest_net_G.pth
   python -m data.download monet2photo_pretrained  # a model whose name is also a dataset's takes _pretrained
   python -m data.download fast_neural_style       # candy, mosaic, ... .pth -> checkpoints/fast_neural_style/
+  python -m data.download cut_pretrained          # the CUT / FastCUT authors' six generators (one archive)
+  python -m data.download horse2zebra_cut_pretrained   # the same archive; -> checkpoints/<name>/latest_net_G.pth
   python -m data.download horse2zebra --output /data --url http://mirror/horse2zebra.zip
 
 Sources: the public CycleGAN reference (Zhu et al. 2017, junyanz/pytorch-CycleGAN-and-pix2pix:
 datasets/download_cyclegan_dataset.sh, scripts/download_cyclegan_model.sh; same servers, same
 folder layout, so `python test.py --checkpoint checkpoints/style_monet_pretrained` works as with
-the reference) and PyTorch's examples/fast_neural_style (download_saved_models.py: one zip of
-four Johnson et al. 2016 transformer networks).
+the reference), PyTorch's examples/fast_neural_style (download_saved_models.py: one zip of
+four Johnson et al. 2016 transformer networks) and the CUT authors' pretrained_models.tar (Park et
+al. 2020, taesungp/contrastive-unpaired-translation: checkpoints/<name>/latest_net_G.pth for
+horse2zebra, cat2dog and cityscapes, CUT and FastCUT).
 
 command-line convention (the same for every command in this project):
   --output DIR   where results go (default: datasets/ for datasets, checkpoints/ for models);
@@ -21,14 +25,13 @@ command-line convention (the same for every command in this project):
                  as a dataset zip
   --overwrite    the only way an existing copy is replaced; the new copy is complete before
                  the old one is removed
-  exit codes     0 done, 1 nothing done (already there), 2 error (one line on stderr: "error: ...")
+  exit codes     0 done, 1 nothing done (already there), 2 error (one line on stderr: "error: ..."),
+                 130 Ctrl-C, 143 SIGTERM, 129 SIGHUP (nothing kept in any case)
 
 Every file is streamed to a temp file beside its destination (with a per-request timeout),
 checked, and renamed into place: a failed or interrupted download leaves nothing behind, no
 partial file, no temp file, no folder it had to create. Zips with absolute or ../ paths are refused.
 This module imports no torch, so --help answers at once; fetch_file serves every weight download.
-(Past 400 lines on purpose: the fetcher, the name table and the three installers share their
-clean-up rules, and callers need one light module.)
 """
 
 from __future__ import annotations
@@ -41,8 +44,12 @@ import http.client
 import os
 import re
 import shutil
+import signal
+import stat
 import sys
+import tarfile
 import tempfile
+import time
 import urllib.error
 import urllib.request
 import zipfile
@@ -55,16 +62,31 @@ DATASET_URL = "http://efrosgans.eecs.berkeley.edu/cyclegan/datasets/{}.zip"
 MODEL_URL = "http://efrosgans.eecs.berkeley.edu/cyclegan/pretrained_models/{}.pth"
 FAST_NEURAL_STYLE_URL = "https://www.dropbox.com/s/lrvwfehqdcxoza8/saved_models.zip?dl=1"
 FAST_NEURAL_STYLES = ("candy", "mosaic", "rain_princess", "udnie")  # saved_models/<style>.pth in the zip
+CUT_URL = "http://efrosgans.eecs.berkeley.edu/CUT/pretrained_models.tar"
+CUT_MODELS = {f"{d}_{m}_pretrained": f"{'FastCUT' if m == 'fastcut' else 'CUT'} generator (authors): {about}"
+              for d, about in (("horse2zebra", "horse -> zebra"), ("cat2dog", "cat -> dog"),
+                               ("cityscapes", "label map -> street photo")) for m in ("cut", "fastcut")}
 LAYOUT = ("trainA", "trainB", "testA", "testB")
 TEST_ONLY = {"ae_photos"}  # photos to try the style_* generators on: a test split only, so testA/ or testB/ will do
-DEFAULT_OUTPUT = {"dataset": "datasets", "generator": "checkpoints", "bundle": "checkpoints"}
+DEFAULT_OUTPUT = {"dataset": "datasets", "generator": "checkpoints", "bundle": "checkpoints", "tar": "checkpoints"}
 _MIRROR = "try again, or pass --url for a mirror"
+MAX_TIMEOUT = 24 * 3600.0
+DEADLINE = 12 * 3600.0  # a whole download: the largest dataset at a slow 100 KiB/s fits
+MIN_RATE = 1024.0  # bytes/s averaged over STALL_WINDOW: below it the server is only trickling
+STALL_WINDOW = 60.0
+# Zip limits, checked on the declared sizes before extracting (zipfile then stops a member at its
+# declared size, with a CRC error): the reference's largest dataset unpacks to a few GB, and its
+# images are JPEGs that barely compress, so a high ratio means a zip bomb.
+MAX_UNZIPPED = 32 * 2**30
+MAX_RATIO = 50.0
+NAME_MAX = 255  # bytes per path component on common file systems
 
 
 class Entry(NamedTuple):
     """One downloadable thing. ``dest`` is relative to --output: a folder (dataset, bundle) or a file (generator)."""
 
-    kind: str  # "dataset" (zip of trainA/ trainB/ testA/ testB/), "generator" (one .pth), "bundle" (zip of .pth)
+    kind: str  # "dataset" (zip of trainA/ trainB/ testA/ testB/), "generator" (one .pth), "bundle" (zip of
+    # .pth), "tar" (the CUT authors' tar of <name>/latest_net_G.pth)
     url: str | None  # None: not redistributed, --url is needed
     dest: str
     about: str
@@ -110,10 +132,11 @@ NAMES: dict[str, Entry] = {
                                 f"CycleGAN generator (reference): {a}") for n, a in _GENERATORS.items()},
     "fast_neural_style": Entry("bundle", FAST_NEURAL_STYLE_URL, "fast_neural_style",
                                f"Johnson et al. 2016 networks (PyTorch examples): {', '.join(FAST_NEURAL_STYLES)}"),
+    "cut_pretrained": Entry("tar", CUT_URL, "", f"Park et al. 2020 CUT / FastCUT generators: {', '.join(CUT_MODELS)}"),
 }
 # Other spellings that name the same entry: every generator as <name>_pretrained, each style its bundle.
-ALIASES = {**{f"{n}_pretrained": _generator_key(n) for n in _GENERATORS}, **dict.fromkeys(FAST_NEURAL_STYLES,
-                                                                                          "fast_neural_style")}
+ALIASES = {**{f"{n}_pretrained": _generator_key(n) for n in _GENERATORS},
+           **dict.fromkeys(FAST_NEURAL_STYLES, "fast_neural_style"), **dict.fromkeys(CUT_MODELS, "cut_pretrained")}
 
 
 class DownloadError(Exception):
@@ -162,8 +185,16 @@ def _describe(e: BaseException, url: str, dst: Path, timeout: float, local: bool
     return f"cannot download {url}: {e}; {_MIRROR}"
 
 
+def check_timeout(timeout: float, what: str = "--timeout") -> float:
+    """A timeout must be a finite number of seconds above 0 (0 would make every socket non-blocking)."""
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout <= MAX_TIMEOUT:
+        raise DownloadError(f"{what} must be a number of seconds in (0, {MAX_TIMEOUT:g}], got {timeout!r}")
+    return float(timeout)
+
+
 def fetch_file(url: str, dst: str | Path, *, timeout: float = 60.0, sha256_prefix: str | None = None,
-               progress: bool = True, check: Callable[[Path], None] | None = None) -> Path:
+               progress: bool = True, check: Callable[[Path], None] | None = None,
+               deadline: float = DEADLINE, min_rate: float = MIN_RATE, stall_window: float = STALL_WINDOW) -> Path:
     """Download ``url`` to ``dst`` atomically; returns ``dst``.
 
     Streams into a temp file in dst's folder, compares the SHA-256 with ``sha256_prefix`` (hex, any
@@ -173,7 +204,13 @@ def fetch_file(url: str, dst: str | Path, *, timeout: float = 60.0, sha256_prefi
     never touched. Any failure (network, timeout, HTTP error, truncation, hash mismatch, full disk,
     Ctrl-C) removes the temp file and the folders this call created, and raises DownloadError (one
     line naming the URL); KeyboardInterrupt is re-raised after the cleanup.
+
+    A server that answers but trickles never holds the command forever: the whole download must
+    end within ``deadline`` seconds, and every ``stall_window`` seconds at least ``min_rate``
+    bytes/s must have arrived (each read returns what is there, so the check runs between bytes).
     """
+    timeout = check_timeout(timeout)
+    deadline = check_timeout(deadline, "the download deadline")
     dst = Path(dst)
     created: list[Path] = []
     tmp: Path | None = None
@@ -189,10 +226,22 @@ def fetch_file(url: str, dst: str | Path, *, timeout: float = 60.0, sha256_prefi
             total = int(response.headers.get("Content-Length") or 0)
             if progress:
                 print(f"downloading {url}", file=sys.stderr, flush=True)
-            while chunk := response.read(1 << 20):
+            start = window_start = time.monotonic()
+            window_bytes = 0
+            while chunk := response.read1(1 << 20):
                 out.write(chunk)
                 digest.update(chunk)
                 done += len(chunk)
+                window_bytes += len(chunk)
+                now = time.monotonic()
+                if now - start > deadline:
+                    raise DownloadError(f"cannot download {url}: not finished after {deadline:g} s ({done} bytes "
+                                        f"so far); {_MIRROR}")
+                if now - window_start >= stall_window:
+                    if window_bytes < min_rate * (now - window_start):
+                        raise DownloadError(f"cannot download {url}: stalled ({window_bytes} bytes in the last "
+                                            f"{now - window_start:.0f} s, below {min_rate:g} bytes/s); {_MIRROR}")
+                    window_start, window_bytes = now, 0
                 if progress and total and sys.stderr.isatty():
                     print(f"\r  {done / 2**20:.1f} / {total / 2**20:.1f} MiB", end="", file=sys.stderr, flush=True)
             out.flush()
@@ -237,12 +286,50 @@ def _zip_file(url: str) -> Callable[[Path], None]:
     return check
 
 
-def _check_members(zf: zipfile.ZipFile, url: str) -> None:
-    """Refuse names that would land outside the extraction folder (absolute, drive letters, ..)."""
-    for member in zf.namelist():
+def _check_members(zf: zipfile.ZipFile, url: str, zip_size: int = 0, free: int | None = None) -> None:
+    """Refuse, before extracting anything, a zip that could do harm or that extraction would fail on
+    halfway: names landing outside the extraction folder (absolute, drive letters, ..), symbolic
+    links, a name that is both a file and a folder, a name too long for the file system, encrypted
+    members or compression methods Python cannot read, and declared sizes past :data:`MAX_UNZIPPED`,
+    :data:`MAX_RATIO` times the zip, or the free space (``free``)."""
+    files: set[str] = set()
+    dirs: set[str] = set()
+    total = 0
+    for info in zf.infolist():
+        member = info.filename
         parts = member.replace("\\", "/").split("/")
         if member.startswith(("/", "\\")) or re.match(r"[A-Za-z]:", member) or ".." in parts:
             raise DownloadError(f"{url}: unsafe path {member!r} in the zip; refusing to extract it")
+        if stat.S_ISLNK(info.external_attr >> 16):
+            raise DownloadError(f"{url}: {member!r} in the zip is a symbolic link; refusing to extract it")
+        if any(len(p.encode("utf-8", "surrogateescape")) > NAME_MAX for p in parts):
+            raise DownloadError(f"{url}: a name in the zip is longer than {NAME_MAX} bytes ({member[:60]!r}...); "
+                                f"it cannot be extracted here; {_MIRROR}")
+        if info.flag_bits & 0x1:
+            raise DownloadError(f"{url}: {member!r} in the zip is encrypted; this is not a dataset zip; {_MIRROR}")
+        if info.compress_type not in _ZIP_METHODS:
+            raise DownloadError(f"{url}: {member!r} uses zip compression method {info.compress_type}, which cannot "
+                                f"be read here; {_MIRROR}")
+        clean = [p for p in parts if p not in ("", ".")]
+        for i in range(1, len(clean)):
+            dirs.add("/".join(clean[:i]))
+        if clean and not info.is_dir():
+            files.add("/".join(clean))
+        elif clean:
+            dirs.add("/".join(clean))
+        total += info.file_size
+    clash = sorted(files & dirs)
+    if clash:
+        raise DownloadError(f"{url}: {clash[0]!r} is both a file and a folder in the zip; {_MIRROR}")
+    if total > MAX_UNZIPPED or (zip_size and total > MAX_RATIO * zip_size and total > 64 * 2**20):
+        raise DownloadError(f"{url}: the zip declares {total / 2**30:.1f} GiB of content from {zip_size / 2**20:.1f} "
+                            f"MiB (a zip bomb?); refusing to extract it")
+    if free is not None and total > free:
+        raise DownloadError(f"the zip from {url} unpacks to {total / 2**20:.0f} MiB but only {free / 2**20:.0f} MiB "
+                            f"are free; free some space or choose another --output")
+
+
+_ZIP_METHODS = {zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA}
 
 
 # --- names ------------------------------------------------------------------------------------------------------
@@ -261,21 +348,29 @@ def resolve(name: str, url: str | None = None) -> tuple[str, Entry]:
     raise DownloadError(f"unknown name {name!r}{hint}; valid: {', '.join(NAMES)} (see --list, or pass --url)")
 
 
-def find_pretrained(name: str, root: str | Path = "checkpoints") -> Path | None:
-    """The downloaded weights file for a pretrained model name, or None when it is not there (or not a model name).
+def pretrained_path(name: str, root: str | Path = "checkpoints") -> Path | None:
+    """Where the weights file of a pretrained model name lives once downloaded (None: not a model name).
 
     CycleGAN reference names (``style_monet``, ``monet2photo`` or ``monet2photo_pretrained``) ->
     ``root/<name>_pretrained/latest_net_G.pth``; ``candy``, ``mosaic``, ``rain_princess``, ``udnie`` ->
-    ``root/fast_neural_style/<name>.pth``.
+    ``root/fast_neural_style/<name>.pth``; the CUT authors' ``horse2zebra_cut_pretrained`` ... ->
+    ``root/<name>/latest_net_G.pth``.
     """
     model = name.removesuffix("_pretrained")
+    if name in CUT_MODELS:
+        return Path(root) / name / "latest_net_G.pth"
     if model in _GENERATORS:
-        path = Path(root) / NAMES[_generator_key(model)].dest
-    elif name in FAST_NEURAL_STYLES:
-        path = Path(root) / NAMES["fast_neural_style"].dest / f"{name}.pth"
-    else:
-        return None
-    return path if path.is_file() else None
+        return Path(root) / NAMES[_generator_key(model)].dest
+    if name in FAST_NEURAL_STYLES:
+        return Path(root) / NAMES["fast_neural_style"].dest / f"{name}.pth"
+    return None
+
+
+def find_pretrained(name: str, root: str | Path = "checkpoints") -> Path | None:
+    """The downloaded weights file of a pretrained model name (:func:`pretrained_path`), or None when
+    it is not there (or not a model name)."""
+    path = pretrained_path(name, root)
+    return path if path is not None and path.is_file() else None
 
 
 # --- the three kinds --------------------------------------------------------------------------------------------
@@ -323,7 +418,8 @@ def _staged_zip(name: str, entry: Entry, root: Path, timeout: float,
         zip_path = fetch_file(entry.url, tmp / f"{name}.zip", timeout=timeout, progress=progress,
                               check=_zip_file(entry.url))
         with zipfile.ZipFile(zip_path) as zf:
-            _check_members(zf, entry.url)
+            # Extraction happens beside the zip: the content must fit in what is free now.
+            _check_members(zf, entry.url, zip_path.stat().st_size, shutil.disk_usage(tmp).free)
             yield tmp, zf, created
     finally:
         if tmp is not None:
@@ -373,6 +469,55 @@ def _bundle(name: str, entry: Entry, root: Path, overwrite: bool, timeout: float
     return Fetched(target, True)
 
 
+def _cut_tar(name: str, entry: Entry, root: Path, overwrite: bool, timeout: float, progress: bool) -> Fetched:
+    """The authors' one tar of every CUT / FastCUT generator: each ``<name>/latest_net_G.pth`` member
+    (under ``checkpoints/`` in theirs) goes to ``root/<name>/latest_net_G.pth``; files already there
+    are kept unless ``overwrite``; nothing else of the archive is extracted."""
+    wanted = [m for m in CUT_MODELS if overwrite or not (root / m / "latest_net_G.pth").exists()]
+    if not wanted:
+        return Fetched(root, False)
+    created: list[Path] = []
+    tmp = None
+    try:
+        _make_dirs(root, created)
+        tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".{name}.", suffix=".part"))
+        tar_path = fetch_file(entry.url, tmp / "pretrained_models.tar", timeout=timeout, progress=progress,
+                              check=_tar_file(entry.url))
+        with tarfile.open(tar_path) as tf:
+            members = {}
+            for m in tf.getmembers():
+                parts = Path(m.name).parts
+                if len(parts) >= 2 and parts[-1] == "latest_net_G.pth" and parts[-2] in wanted:
+                    if not m.isreg() or m.size > 2**30:
+                        raise DownloadError(f"{entry.url}: member {m.name} is not a plain weights file; {_MIRROR}")
+                    members[parts[-2]] = m
+            missing = [w for w in wanted if w not in members]
+            if missing:
+                raise DownloadError(f"{entry.url}: the archive lacks {', '.join(missing)}; {_MIRROR}")
+            for model in wanted:
+                src = tf.extractfile(members[model])
+                with src, open(tmp / f"{model}.pth", "wb") as out:
+                    shutil.copyfileobj(src, out)
+                _torch_file(entry.url)(tmp / f"{model}.pth")
+        tar_path.unlink()
+        for model in wanted:  # each rename is atomic: an old file is replaced by a complete new one
+            _make_dirs(root / model, created)
+            os.replace(tmp / f"{model}.pth", root / model / "latest_net_G.pth")
+        created.clear()
+    finally:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+        _remove_dirs(created)
+    return Fetched(root, True)
+
+
+def _tar_file(url: str) -> Callable[[Path], None]:
+    def check(path: Path) -> None:
+        if not tarfile.is_tarfile(path):
+            raise DownloadError(f"{url} did not return a tar archive; {_MIRROR}")
+    return check
+
+
 def download(name: str, output: str | Path | None = None, *, url: str | None = None, overwrite: bool = False,
              timeout: float = 60.0, progress: bool = True) -> Fetched:
     """Fetch ``name`` (a dataset, a CycleGAN generator or the fast_neural_style bundle) under ``output``.
@@ -389,9 +534,13 @@ def download(name: str, output: str | Path | None = None, *, url: str | None = N
             return _dataset(key, entry, root, overwrite, timeout, progress)
         if entry.kind == "generator":
             return _generator(entry, root, overwrite, timeout, progress)
+        if entry.kind == "tar":
+            return _cut_tar(key, entry, root, overwrite, timeout, progress)
         return _bundle(key, entry, root, overwrite, timeout, progress)
     except zipfile.BadZipFile as e:
         raise DownloadError(f"{entry.url}: damaged zip ({e}); {_MIRROR}") from e
+    except tarfile.TarError as e:
+        raise DownloadError(f"{entry.url}: damaged tar archive ({e}); {_MIRROR}") from e
     except OSError as e:  # local: read-only or full --output, a file where a folder should be
         raise DownloadError(f"cannot write under {root}: {e}; free some space or choose another --output") from e
 
@@ -408,7 +557,8 @@ def download_dataset(name: str, root: str | Path = "datasets", url: str | None =
 def listing() -> str:
     width = max(map(len, NAMES))
     lines = [f"{n:<{width}}  {e.about}" for n, e in NAMES.items()]
-    lines.append(f"(also: every generator as <name>_pretrained; {', '.join(FAST_NEURAL_STYLES)} -> fast_neural_style)")
+    lines.append(f"(also: every generator as <name>_pretrained; {', '.join(FAST_NEURAL_STYLES)} -> fast_neural_style; "
+                 f"{', '.join(CUT_MODELS)} -> cut_pretrained)")
     return "\n".join(lines)
 
 
@@ -422,6 +572,34 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"error: {message} (see --help)\n")
 
 
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, raised like Ctrl-C so that every clean-up on the way out runs."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+@contextmanager
+def _signals_interrupt() -> Iterator[None]:
+    """While the block runs, SIGTERM and SIGHUP (a closed terminal, a scheduler) interrupt it like
+    Ctrl-C: the hidden ``.NAME.*.part`` files and folders are removed instead of left behind."""
+    def handler(signum: int, frame: object) -> None:
+        raise _Terminated(signum)
+
+    names = [n for n in ("SIGTERM", "SIGHUP") if hasattr(signal, n)]
+    try:
+        old = {n: signal.signal(getattr(signal, n), handler) for n in names}
+    except ValueError:  # not the main thread: leave the handlers alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        for n, h in old.items():
+            signal.signal(getattr(signal, n), h)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = _Parser(prog="python -m data.download", description=__doc__, formatter_class=_Formatter)
     parser.add_argument("name", nargs="?", help="a dataset or model name (see --list)")
@@ -431,7 +609,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--url", help="download from this address instead (a mirror)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing copy")
     parser.add_argument("--timeout", type=float, default=60.0, metavar="SECONDS",
-                        help="seconds to wait for each answer of the server")
+                        help="seconds to wait for each answer of the server (the whole download must also end "
+                             f"within {DEADLINE / 3600:g} h and never trickle below {MIN_RATE:g} bytes/s for "
+                             f"{STALL_WINDOW:g} s)")
     parser.add_argument("--list", action="store_true", help="print every name with what it is, and exit")
     args = parser.parse_args(argv)
     if args.list:
@@ -440,14 +620,19 @@ def main(argv: list[str] | None = None) -> int:
     if args.name is None:
         parser.error("give a dataset or model name (--list shows them)")
     try:
-        got = download(args.name, getattr(args, "output", None), url=args.url, overwrite=args.overwrite,
-                       timeout=args.timeout)
+        check_timeout(args.timeout)
+    except DownloadError as e:
+        parser.error(str(e))
+    try:
+        with _signals_interrupt():
+            got = download(args.name, getattr(args, "output", None), url=args.url, overwrite=args.overwrite,
+                           timeout=args.timeout)
     except DownloadError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("error: interrupted; nothing was kept", file=sys.stderr)
-        return 2
+    except KeyboardInterrupt as e:  # Ctrl-C, SIGTERM, SIGHUP: every temp file and folder was removed on the way out
+        print("interrupted; nothing was kept", file=sys.stderr)
+        return 128 + getattr(e, "signum", signal.SIGINT)
     if not got.done:
         print(f"{got.path} is already there; nothing to do (--overwrite replaces it)")
         return 1

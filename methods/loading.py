@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from data.download import find_pretrained
+from data.download import find_pretrained, pretrained_path
 from methods import METHODS, inference_class
 from methods.base import Method, MethodError
 from options.methods import MethodOptions, validate_method_options
@@ -72,9 +72,11 @@ def open_weights(checkpoint: str | Path, direction: str = "AtoB", method: str = 
     if not path.exists() and re.fullmatch(r"[\w.-]+", str(checkpoint)):
         found = find_pretrained(str(checkpoint))
         if found is None:
+            expected = pretrained_path(str(checkpoint))
+            where = (f"`python -m data.download {checkpoint}`, or offline put the file at {expected}" if expected
+                     else "`python -m data.download NAME`; `python -m data.download --list` names them")
             raise CheckpointError(f"--checkpoint {checkpoint}: no such file or folder, and no downloaded pretrained "
-                                  f"model of that name (get one with `python -m data.download {checkpoint}`; "
-                                  f"`python -m data.download --list` names them)")
+                                  f"model of that name (get one with {where})")
         path, source = found, "pretrained"
     if path.is_dir():
         if list_checkpoints(path):

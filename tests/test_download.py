@@ -397,3 +397,44 @@ def test_test_py_finds_a_downloaded_generator_by_name(tmp_path: Path, served, mo
                           str(tmp_path / "o2")]) == 2
     err = capsys.readouterr().err
     assert "no downloaded pretrained model of that name" in err and "python -m data.download style_vangogh" in err
+
+
+def _tar(files: dict[str, bytes]) -> bytes:
+    import io
+    import tarfile
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tf:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def test_the_cut_authors_archive_lands_as_their_checkpoints(tmp_path: Path, served, monkeypatch) -> None:
+    """One tar of checkpoints/<name>/latest_net_G.pth (the authors' pretrained_models.tar): each generator
+    lands at <output>/<name>/latest_net_G.pth, nothing else of the archive is kept, and any of the six
+    names fetches it."""
+    from data.download import CUT_MODELS, pretrained_path
+
+    assert sorted(CUT_MODELS) == sorted(f"{d}_{m}_pretrained" for d in ("horse2zebra", "cat2dog", "cityscapes")
+                                        for m in ("cut", "fastcut"))
+    assert NAMES["cut_pretrained"].url == "http://efrosgans.eecs.berkeley.edu/CUT/pretrained_models.tar"
+    base, routes = served
+    files = {f"checkpoints/{m}/latest_net_G.pth": _weights(m.encode()) for m in CUT_MODELS}
+    files["checkpoints/horse2zebra_cut_pretrained/latest_net_D.pth"] = _weights(b"D")  # not extracted
+    routes["/cut.tar"] = _tar(files)
+    _point(monkeypatch, "cut_pretrained", f"{base}/cut.tar")
+    out = tmp_path / "checkpoints"
+    assert find_pretrained("horse2zebra_cut_pretrained", out) is None
+    assert pretrained_path("horse2zebra_cut_pretrained", out) == out / "horse2zebra_cut_pretrained" / "latest_net_G.pth"
+    assert main(["horse2zebra_cut_pretrained", "--output", str(out)]) == 0
+    assert _tree(out) == sorted([*CUT_MODELS, *(f"{m}/latest_net_G.pth" for m in CUT_MODELS)])
+    for m in CUT_MODELS:
+        assert find_pretrained(m, out).read_bytes() == _weights(m.encode())
+    assert main(["cut_pretrained", "--output", str(out)]) == 1  # all there: nothing to do
+    routes["/cut.tar"] = b"not a tar"
+    (out / "cat2dog_cut_pretrained" / "latest_net_G.pth").unlink()
+    assert main(["cut_pretrained", "--output", str(out)]) == 2  # a bad archive: nothing changes
+    assert find_pretrained("cat2dog_cut_pretrained", out) is None and not list(out.glob(".*"))
