@@ -1,4 +1,4 @@
-# make demo: set up .venv, train on the built-in demo dataset, translate its test photos,
+# make demo: set up .venv, train every method on the built-in demo dataset, translate its test photos,
 #            build the comparison report (report/index.html).
 # make test: set up .venv and run the test suite.
 VENV ?= .venv
@@ -20,6 +20,8 @@ demo: setup train-demo translate-demo report-demo
 
 train-demo: setup
 	$(PY) train.py --config experiments/quickstart.yaml --overwrite
+	$(PY) train.py --config experiments/cut_demo.yaml --overwrite
+	$(PY) train.py --config experiments/fastcut_demo.yaml --overwrite
 	$(PY) train.py --config experiments/johnson_demo.yaml --overwrite
 	$(PY) train.py --config experiments/wct_demo.yaml --overwrite
 
@@ -43,4 +45,4 @@ lint: setup
 	$(PY) -m ruff check .
 
 clean-demo:
-	rm -rf runs/quickstart runs/johnson_demo runs/wct_demo results/quickstart report datasets/demo
+	rm -rf runs/quickstart runs/cut_demo runs/fastcut_demo runs/johnson_demo runs/wct_demo results/quickstart report datasets/demo

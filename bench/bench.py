@@ -9,6 +9,8 @@ sections (--sections, comma separated, run in this order):
   style    s/image of Gatys (300 L-BFGS steps, extrapolated), Johnson, WCT and AdaIN, batch 1
   data     the training loader's pairs/s against what the fastest training step consumes
   quality  fp32 vs bf16: the validation metric of the same quickstart-like run (minutes)
+  methods  one training step of CycleGAN, CUT and FastCUT at the same sizes (--crop, --batches'
+           first, --ngf, --n-blocks; --style-precisions), the time ratio to CycleGAN's step
 
 A variant is '+'-joined options: fp32 | bf16 | fp16, channels_last, compile | compile=MODE
 (reduce-overhead, max-autotune), grad_checkpoint. 'auto' = fp32, bf16, channels_last,
@@ -25,6 +27,8 @@ examples:
   python bench/bench.py --sections style --style-sizes 256,512,1024 --output bench/results_style.json
   python bench/bench.py --sections quality --quality-steps 150 --quality-seeds 1
   python bench/bench.py --sections train,infer,style --crop 32 --ngf 8 --n-blocks 1 --style-sizes 32 --iters 1
+  python bench/bench.py --sections methods --crop 128 --ngf 32 --n-blocks 9
+  python bench/bench.py --device cuda --sections methods --crop 256 --output bench/results_methods_cuda.json
 
 exit status: 0 done, 2 error (bad option, unknown device, existing --output without --overwrite)
 """
@@ -42,7 +46,7 @@ if str(ROOT) not in sys.path[:1]:
 from options import cli  # noqa: E402
 from utils.errors import UserError  # noqa: E402
 
-SECTIONS = ("train", "infer", "style", "data", "quality")
+SECTIONS = ("train", "infer", "style", "data", "quality", "methods")
 
 
 class BenchError(UserError):
@@ -160,7 +164,7 @@ def bench(args: argparse.Namespace) -> int:
 
     import torch
 
-    from bench import data_loader, inference, quality, style, train_step
+    from bench import data_loader, inference, methods_step, quality, style, train_step
     from bench.timing import OtherLoad, Timer, describe_device, load_average
     from bench.workspace import Workspace
     from utils.device import resolve_device
@@ -208,6 +212,10 @@ def bench(args: argparse.Namespace) -> int:
                 out["data"] = data_loader.run(data_loader.DataSpec(args.crop, args.batches[0], workers,
                                                                    args.data_images, args.data_seconds), ws,
                                               max(rates) if rates else None)
+            elif section == "methods":
+                out["methods"] = methods_step.run(methods_step.MethodsSpec(
+                    args.crop, args.batches[0], args.ngf, args.ndf, args.n_blocks, args.style_precisions,
+                    args.rounds if args.rounds is not None else (1 if cuda else 3)), ws, timer)
             elif section == "quality":
                 out["quality"] = quality.run(quality.QualitySpec(args.quality_steps, args.quality_seeds,
                                                                  args.data_root), ws)

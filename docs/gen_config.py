@@ -30,6 +30,9 @@ SECTIONS = [  # (title, schema, introduction)
     ("Johnson training (`method: johnson`)", lambda: training_schema("johnson"),
      "`experiments/johnson_demo.yaml`, `johnson_monet.yaml`, `johnson_multi.yaml`. Defaults are the "
      "paper's (Johnson et al. 2016)."),
+    ("CUT / FastCUT training (`method: cut`)", lambda: training_schema("cut"),
+     "`experiments/cut_demo.yaml`, `cut_monet.yaml`, `fastcut_monet.yaml`. Defaults are the authors' "
+     "(Park et al. 2020); keys shown as None are filled from `mode` (cut / fastcut) unless set."),
     ("WCT / AdaIN decoder training (`method: wct`)", lambda: training_schema("wct"),
      "`experiments/wct_demo.yaml`, `wct_decoders.yaml`. Defaults follow Li et al. 2017."),
     ("Gatys (`stylize.py --config`, a report entry's `config:`)", lambda: GatysConfig,

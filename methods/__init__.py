@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from options.config import ConfigError
+from options.cut import CUTConfig, CUTTestSettings
 from options.cyclegan import CycleGANConfig, CycleGANTestSettings
 from options.gatys import GatysConfig
 from options.johnson import JohnsonConfig, JohnsonTestSettings
@@ -46,6 +47,7 @@ METHODS: dict[str, Entry] = {
                      "training.johnson:JohnsonTrainer"),
     "wct": Entry("methods.wct:WCTMethod", WCTSettings, WCTConfig, "training.wct:WCTTrainer"),
     "adain": Entry("methods.wct:AdaINMethod", AdaINSettings),  # AdaIN runs on a wct run's relu4_1 decoder
+    "cut": Entry("methods.cut:CUTMethod", CUTTestSettings, CUTConfig, "training.cut:CUTTrainer"),
 }
 
 TRAINABLE = tuple(name for name, e in METHODS.items() if e.training is not None)

@@ -20,7 +20,7 @@ import torch
 
 from methods.base import GeneratorMethod, MethodError
 from methods.loading import WeightsFile
-from models.networks import GeneratorArch, ResnetGenerator
+from models.gan_networks import GeneratorArch, ResnetGenerator
 from options.config import load
 from options.cyclegan import CycleGANTestSettings, ModelConfig
 from options.methods import MethodOptions

@@ -120,8 +120,8 @@ def test_lists_are_real_yaml_lists_with_indexed_overrides(tmp_path: Path) -> Non
 
 
 def test_report_methods_entries_are_checked_by_index() -> None:
-    cfg = load(ReportConfig, EXPERIMENTS / "report_demo.yaml", ["methods.1.settings=[optim.steps=3]"])
-    assert cfg.methods[1].method == "gatys" and cfg.methods[1].settings == ["optim.steps=3"]
+    cfg = load(ReportConfig, EXPERIMENTS / "report_demo.yaml", ["methods.3.settings=[optim.steps=3]"])
+    assert cfg.methods[3].method == "gatys" and cfg.methods[3].settings == ["optim.steps=3"]
     with pytest.raises(ConfigError, match=r"methods.0.alpha: must be in \[0, 1\]"):
         load(ReportConfig, EXPERIMENTS / "report_demo.yaml", ["methods.0.alpha=2"])
     with pytest.raises(ConfigError, match=r"methods.0.method: 'cyclogan' is not a method"):

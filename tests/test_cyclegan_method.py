@@ -21,7 +21,7 @@ from methods.cyclegan import CycleGANMethod, infer_cyclegan_arch
 from methods.loading import load_method
 from models.color import grey, rgb_to_yiq
 from models.cyclegan import build_discriminator, build_generator
-from models.networks import GeneratorArch
+from models.gan_networks import GeneratorArch
 from options.methods import MethodOptions
 from utils.checkpoint import CheckpointError
 from utils.device import DeviceError

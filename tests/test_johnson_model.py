@@ -12,6 +12,7 @@ from helpers import legacy_fast_neural_style_file, randomise
 from torch import nn
 
 from methods.johnson import infer_transformer_arch, strip_legacy_instance_norm
+from models.gan_networks import ResnetGenerator
 from models.johnson import (
     CondInstanceNorm2d,
     JohnsonLosses,
@@ -22,7 +23,6 @@ from models.johnson import (
     one_hot_style_weights,
     stack_style_grams,
 )
-from models.networks import ResnetGenerator
 from models.style_losses import LossWeights, gram_matrix, style_grams
 from models.vgg import (
     LAYER_NAMES,

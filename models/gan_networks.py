@@ -1,9 +1,11 @@
-"""CycleGAN networks: the ResNet generator and the n-layer PatchGAN discriminator.
+"""The GAN networks of CycleGAN and CUT: the ResNet generator and the n-layer PatchGAN discriminator.
 
 Both follow Zhu et al. 2017 (appendix 7.2) and keep the public reference's module layout, so
 the parameter names match its checkpoints exactly (``model.1.weight``,
 ``model.10.conv_block.5.weight`` ...): a reference ``latest_net_G_A.pth`` or ``style_monet.pth``
-loads into :class:`ResnetGenerator` with ``load_state_dict`` and no conversion.
+loads into :class:`ResnetGenerator` with ``load_state_dict`` and no conversion. CUT (Park et al.
+2020, :mod:`models.cut`) builds its anti-aliased generator from the same blocks, as its authors'
+code does.
 """
 
 from __future__ import annotations

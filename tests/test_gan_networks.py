@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from models.cyclegan import build_discriminator, build_generator
-from models.networks import NLayerDiscriminator, ResnetGenerator, init_weights
+from models.gan_networks import NLayerDiscriminator, ResnetGenerator, init_weights
 
 
 def reference_generator_keys(n_blocks: int) -> set[str]:

@@ -1,6 +1,7 @@
-"""The adversarial and L1 terms of CycleGAN (Zhu et al. 2017, eqs. 1-3 and section 7.1).
+"""The adversarial and L1 terms of CycleGAN (Zhu et al. 2017, eqs. 1-3 and section 7.1), which
+CUT's objective (Park et al. 2020) uses too.
 
-How they combine into the generator and discriminator objectives is in :mod:`models.cyclegan`.
+How they combine into the objectives is in :mod:`models.cyclegan` and :mod:`training.cut`.
 
 Every reduction runs in fp32 even under autocast, so bf16/fp16 training keeps exact loss
 values. Targets are built to the prediction's shape, as PatchGAN outputs a grid of logits.

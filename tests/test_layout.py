@@ -1,0 +1,65 @@
+"""The layout rules of docs/layout.md that code can check: utils/ is a leaf, options/ imports no
+models/, and a method's trainer imports no other method's modules."""
+
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# The modules that belong to one method (shared building blocks such as models/gan_networks.py are not listed).
+OWN = {
+    "cyclegan": {"models.cyclegan", "training.cyclegan", "methods.cyclegan"},
+    "cut": {"models.cut", "training.cut", "methods.cut"},
+    "johnson": {"models.johnson", "training.johnson", "methods.johnson"},
+    "wct": {"models.wct", "training.wct", "methods.wct"},
+    "gatys": {"models.gatys", "methods.gatys"},
+}
+
+
+def imported_modules(path: Path) -> set[str]:
+    """Every module an ``import`` / ``from ... import`` anywhere in the file names (functions included)."""
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            out |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            out.add(node.module)
+    return out
+
+
+@pytest.mark.parametrize("package, forbidden", [
+    ("utils", ("models", "methods", "training", "options")),
+    ("options", ("models", "training")),
+])
+def test_package_imports_stay_inside_their_layer(package, forbidden) -> None:
+    bad = [f"{p.relative_to(ROOT)}: {m}" for p in sorted((ROOT / package).glob("*.py")) for m in imported_modules(p)
+           if m.split(".")[0] in forbidden]
+    assert not bad, bad
+
+
+@pytest.mark.slow
+def test_a_trainer_imports_no_module_of_another_method() -> None:
+    code = ("import json, sys; import methods; "
+            "found = {}\n"
+            "for name in methods.TRAINABLE:\n"
+            "    before = set(sys.modules)\n"
+            "    methods.trainer_class(name)\n"
+            "    found[name] = sorted(set(sys.modules))\n"
+            "    for m in set(sys.modules) - before:\n"
+            "        if m.split('.')[0] in ('models', 'methods', 'training', 'options', 'data', 'evaluation'):\n"
+            "            del sys.modules[m]\n"
+            "print(json.dumps(found))")
+    found = json.loads(subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                                      check=True).stdout)
+    assert set(found) == {"cyclegan", "cut", "johnson", "wct"}
+    for method, modules in found.items():
+        others = set().union(*(own for m, own in OWN.items() if m != method))
+        assert OWN[method] & set(modules), method  # its own trainer was imported
+        assert not others & set(modules), (method, sorted(others & set(modules)))
