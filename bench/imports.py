@@ -20,7 +20,8 @@ def project_files() -> list[str]:
     out = []
     for module in list(sys.modules.values()):
         f = getattr(module, "__file__", None) or ""
-        if f and Path(f).resolve().is_relative_to(ROOT) and "/bench/" not in f and "/.venv/" not in f:
+        path = Path(f).resolve() if f else None
+        if path and path.is_file() and path.is_relative_to(ROOT) and "/bench/" not in f and "/.venv/" not in f:
             out.append(str(Path(f).resolve().relative_to(ROOT)))
     return sorted(out)
 

@@ -99,3 +99,15 @@ def test_unusable_run_places_are_one_line_errors(tiny_dataset: Path, tmp_path: P
     rc = train.main([f"data.root={tiny_dataset}", f"log.root={root}", f"name={name}", *TINY])
     err = capsys.readouterr().err
     assert rc == 2 and expect in err and err.count("\n") == 1, err
+
+
+def test_a_folder_where_a_run_file_goes_is_a_one_line_error(tiny_dataset, tmp_path, capsys) -> None:
+    """Hostile round 3 item 15: --overwrite with run/config.yaml (or a tb/ events name) a directory."""
+    for stray in ("config.yaml", "tb/events.out.tfevents.123.host"):
+        run = tmp_path / stray.replace("/", "_") / "run"
+        (run / stray).mkdir(parents=True)
+        (run / stray / "keep.txt").write_text("mine")
+        args = [f"data.root={tiny_dataset}", f"log.root={run.parent}", "name=run", *TINY]
+        assert train.main([*args, "--overwrite"]) == 2
+        assert "move it away" in capsys.readouterr().err
+        assert (run / stray / "keep.txt").read_text() == "mine"

@@ -71,6 +71,10 @@ class RunFolder:
             raise RunFolderError(f"{self.path} is a file, not a folder; choose another log.root= or name=")
         self._lock()
         try:
+            config = self.path / RUN_FILES[0]
+            if config.is_dir():
+                raise RunFolderError(f"{config} is a folder where the run writes its config file; move it away or "
+                                     f"choose another name=")
             if not self._continues_itself():
                 self._check_fresh()
             self._check_writable()
@@ -138,6 +142,10 @@ class RunFolder:
                 f"{self.path} already holds {whose} ({what}). Resume it with `python train.py --resume {self.path}`, "
                 f"choose another name= (or --output), or pass --overwrite to start afresh (deletes its checkpoints "
                 f"and logs)")
+        strays = [p for p in [*checkpoints, *events, *config] if p.is_dir() or p.is_symlink()]
+        if strays:  # --overwrite deletes the run's own files, never a folder or a link someone put there
+            raise RunFolderError(f"{strays[0]} is a {'link' if strays[0].is_symlink() else 'folder'} where a run "
+                                 f"keeps a file; move it away (--overwrite deletes only the run's files)")
         for p in [*checkpoints, *events, *config]:
             p.unlink(missing_ok=True)
         for tmp in (self.path / CKPT_DIR).glob(".step_*.tmp") if (self.path / CKPT_DIR).is_dir() else []:
