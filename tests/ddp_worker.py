@@ -41,7 +41,7 @@ def main() -> int:
         "rank": t.rank, "world": t.world, "distributed": dist.is_distributed(),
         "nets": {name: {k: v.detach().cpu() for k, v in net.state_dict().items()} for name, net in t.nets.items()},
         "step": result.step, "epoch": result.epoch, "metrics": result.metrics,
-        "lr_G": t.opt_G.param_groups[0]["lr"], "writes": writes,
+        "lr_G": t.optimizers["G"].param_groups[0]["lr"], "writes": writes,
         "sampler_replicas": t.sampler.inner.num_replicas, "sampler_rank": t.sampler.inner.rank,
     }, dump / f"rank{t.rank}.pt")
     dist.barrier()

@@ -141,3 +141,22 @@ def test_local_rank_is_read_before_the_process_group_exists(monkeypatch: pytest.
     assert not dist.is_distributed() and dist.local_rank() == 1
     monkeypatch.setenv("WORLD_SIZE", "1")  # a single process ignores a stray LOCAL_RANK
     assert dist.local_rank() == 0
+
+
+@pytest.mark.slow
+def test_torchrun_trains_cut_with_netF_in_sync(tiny_dataset: Path, tmp_path: Path) -> None:
+    """CUT under DDP: netF exists before DDP wraps it (built from the feature channels, not the first
+    batch), so G, netF and D stay identical on both ranks and only rank 0 writes."""
+    from test_cut import CUT_TINY
+
+    runs = tmp_path / "runs"
+    torchrun(tmp_path / "dump", f"data.root={tiny_dataset}", f"log.root={runs}", "name=cut", *CUT_TINY,
+             "optim.n_epochs_decay=0", "train.max_batches_per_epoch=3", "train.amp=off")
+    r0, r1 = load_dumps(tmp_path / "dump")
+    assert r0["distributed"] and r0["step"] == r1["step"] == 3
+    assert r0["nets"].keys() == r1["nets"].keys() == {"G", "F", "D"}
+    for name in r0["nets"]:
+        for key in r0["nets"][name]:
+            assert torch.equal(r0["nets"][name][key], r1["nets"][name][key]), f"{name}.{key} differs between ranks"
+    assert r1["writes"] == [] and r0["writes"] == [str(p) for p in list_checkpoints(runs / "cut")]
+    assert r0["metrics"]["nce"] == r1["metrics"]["nce"]  # the held-out NCE is all-reduced
