@@ -22,6 +22,19 @@ from data.image_io import BadImageError, list_images, load_rgb, pil_to_uint8
 from data.transforms import Transform
 
 
+def check_dataset_root(root: Path, demo_config: str) -> None:
+    """A two-domain dataset folder must exist with trainA/ trainB/ testA/ testB/ (the monet2photo
+    layout); the error says how to get one, or which demo config trains without one."""
+    if not root.is_dir():
+        raise DatasetError(
+            f"dataset folder {root} does not exist. Expected the monet2photo layout: {root}/trainA {root}/trainB "
+            f"{root}/testA {root}/testB. Download it with `python -m data.download monet2photo --output "
+            f"{root.parent}`, or train on the built-in demo dataset: --config {demo_config}")
+    for sub in ("testA", "testB"):
+        if not (root / sub).is_dir():
+            raise DatasetError(f"{root / sub} is missing: a dataset needs trainA/ trainB/ testA/ testB/")
+
+
 def image_folder(root: Path, name: str) -> list[Path]:
     """Images of ``root/name``; a clear error when it is missing or has none."""
     folder = root / name

@@ -18,8 +18,10 @@ users get.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +29,7 @@ import torch
 
 from data.image_io import pad_to_multiple, to_model_range, to_uint8
 from models.color import grey, preserve_color
+from utils.checkpoint import CheckpointError, load_strict
 from utils.device import autocast_context
 from utils.errors import UserError
 
@@ -113,6 +116,29 @@ class Method(ABC):
     def last_losses(self) -> dict[str, float] | None:
         """Per-batch losses of an optimisation method's last call (Gatys), else None."""
         return None
+
+
+def build_generator_from(arch: Any, sd: dict[str, torch.Tensor], path: Path, what: str,
+                         infer: Callable[[dict[str, torch.Tensor], Path], Any],
+                         forced: dict[str, int]) -> tuple[torch.nn.Module, Any, list[str]]:
+    """A generator file's network: ``arch`` (read off the file or its run) with the ``forced``
+    overrides (``ngf=``, ``n_blocks=``), built, loaded strictly from ``sd``, in eval mode without
+    gradients -> (net, arch, ignored legacy keys). When forcing makes the load fail, the error says
+    what the file looks like (``infer``)."""
+    hint = ""
+    if forced:
+        arch = dataclasses.replace(arch, **forced)
+        try:
+            hint = f"The file looks like a {infer(sd, path).describe()}: drop ngf= / n_blocks= (--ngf / --n-blocks)"
+        except CheckpointError:
+            pass
+    try:
+        net = arch.build()
+    except ValueError as e:
+        raise CheckpointError(f"{path}: cannot build the generator ({e})") from e
+    ignored = load_strict(net, sd, path, what, arch.describe(), hint)
+    net.eval().requires_grad_(False)
+    return net, arch, ignored
 
 
 class GeneratorMethod(Method):

@@ -24,13 +24,13 @@ from typing import Any
 
 import torch
 
-from methods.base import GeneratorMethod, MethodError
+from methods.base import GeneratorMethod, MethodError, build_generator_from
 from methods.loading import WeightsFile
 from models.cut import CUTGenerator, CUTGeneratorArch
 from options.config import load
 from options.cut import CUTModelConfig, CUTTestSettings
 from options.methods import MethodOptions
-from utils.checkpoint import CheckpointError, found_keys, is_state_dict, load_strict, shape_of, strip_prefixes
+from utils.checkpoint import CheckpointError, found_keys, is_state_dict, shape_of, strip_prefixes
 from utils.device import autocast_context
 
 _FILT_KEY = re.compile(r"^model\.\d+\.filt$")
@@ -135,19 +135,7 @@ def cut_generator(file: WeightsFile, ngf: int | None = None, n_blocks: int | Non
         raise CheckpointError(f"{file.path}: expected a CUT generator (one of our cut runs, or the authors' "
                               f"latest_net_G.pth), found {found}")
     forced = {k: v for k, v in (("ngf", ngf), ("n_blocks", n_blocks)) if v is not None}
-    hint = ""
-    if forced:
-        arch = dataclasses.replace(arch, **forced)
-        try:
-            hint = f"The file looks like a {infer_cut_arch(sd, file.path).describe()}: drop ngf= / n_blocks="
-        except CheckpointError:
-            pass
-    try:
-        net = arch.build()
-    except ValueError as e:
-        raise CheckpointError(f"{file.path}: cannot build the generator ({e})") from e
-    ignored = load_strict(net, sd, file.path, what, arch.describe(), hint)
-    net.eval().requires_grad_(False)
+    net, arch, ignored = build_generator_from(arch, sd, file.path, what, infer_cut_arch, forced)
     return LoadedCUT(net, arch, mode, direction, ignored)
 
 

@@ -18,13 +18,13 @@ from typing import Any
 
 import torch
 
-from methods.base import GeneratorMethod, MethodError
+from methods.base import GeneratorMethod, MethodError, build_generator_from
 from methods.loading import WeightsFile
 from models.gan_networks import GeneratorArch, ResnetGenerator
 from options.config import load
 from options.cyclegan import CycleGANTestSettings, ModelConfig
 from options.methods import MethodOptions
-from utils.checkpoint import CheckpointError, found_keys, is_state_dict, load_strict, shape_of, strip_prefixes
+from utils.checkpoint import CheckpointError, found_keys, is_state_dict, shape_of, strip_prefixes
 from utils.device import autocast_context
 
 _GEN_NAME = {"AtoB": "G_A", "BtoA": "G_B"}
@@ -138,19 +138,7 @@ def cyclegan_generator(file: WeightsFile, direction: str, ngf: int | None = None
         arch, what, name = infer_cyclegan_arch(sd, file.path), "the generator state_dict", None
         note = "single generator file: it translates in the direction it was trained, whatever --direction says"
     forced = {k: v for k, v in (("ngf", ngf), ("n_blocks", n_blocks)) if v is not None}
-    hint = ""
-    if forced:
-        arch = dataclasses.replace(arch, **forced)
-        try:
-            hint = f"The file looks like a {infer_cyclegan_arch(sd, file.path).describe()}: drop --ngf / --n-blocks"
-        except CheckpointError:
-            pass
-    try:
-        net = arch.build()
-    except ValueError as e:
-        raise CheckpointError(f"{file.path}: cannot build the generator ({e})") from e
-    ignored = load_strict(net, sd, file.path, what, arch.describe(), hint)
-    net.eval().requires_grad_(False)
+    net, arch, ignored = build_generator_from(arch, sd, file.path, what, infer_cyclegan_arch, forced)
     return LoadedGenerator(net, arch, name, ignored, note)
 
 

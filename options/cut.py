@@ -28,7 +28,13 @@ from typing import Any, ClassVar, Literal
 
 from options.common import OptimConfig, RunConfig, TrainConfig, validate_optim, validate_run, validate_train
 from options.config import ConfigError, check
-from options.cyclegan import DataConfig, EvalConfig, discriminator_output_side
+from options.cyclegan import (
+    CycleGANTestSettings,
+    DataConfig,
+    EvalConfig,
+    discriminator_output_side,
+    validate_unaligned_data,
+)
 
 Mode = Literal["cut", "fastcut"]
 
@@ -119,32 +125,8 @@ class CUTConfig(RunConfig):
         """Ranges and cross-key rules; raises :class:`ConfigError` naming the key."""
         validate_run(self)
         d, m, lo, o, t, e = self.data, self.model, self.loss, self.optim, self.train, self.eval
-        check(d.demo_seed >= 0, "data.demo_seed", "must be >= 0")
-        check(0 < d.load_size <= 16384, "data.load_size", f"must be in [1, 16384], got {d.load_size}")
-        check(0 < d.crop_size <= 8192, "data.crop_size", f"must be in [1, 8192], got {d.crop_size}")
-        check(d.crop_size % 4 == 0, "data.crop_size",
-              f"must be a multiple of 4 (the generator down-samples twice), got {d.crop_size}")
-        if d.preprocess in ("resize_and_crop", "scale_width_and_crop", "scale_shortside_and_crop"):
-            check(d.crop_size <= d.load_size, "data.crop_size",
-                  f"{d.crop_size} is larger than data.load_size {d.load_size}; the crop must fit in the resized image")
-        def side(crop: int) -> int:
-            return cut_discriminator_output_side(crop, m.n_layers_D, m.antialias)
-
-        if "crop" in d.preprocess and side(d.crop_size) < 1:
-            need = next(c for c in range(4, 8193, 4) if side(c) >= 1)
-            raise ConfigError(f"data.crop_size: {d.crop_size} px is too small for a PatchGAN with "
-                              f"model.n_layers_D={m.n_layers_D} (its last layers would see less than 2x2 pixels); "
-                              f"use data.crop_size >= {need} or fewer model.n_layers_D")
-        check(1 <= d.batch_size <= 4096, "data.batch_size", "must be in [1, 4096]")
-        if d.batch_size > 1 and d.preprocess in ("none", "scale_width"):
-            raise ConfigError(f"data.batch_size: {d.batch_size} needs images of one size, but data.preprocess="
-                              f"{d.preprocess} keeps each image's own size; use resize_and_crop, crop or "
-                              f"scale_width_and_crop, or data.batch_size=1")
-        check(d.num_workers >= 0, "data.num_workers", "must be >= 0")
-        check(d.prefetch_factor >= 1, "data.prefetch_factor", "must be >= 1")
-        check(d.subset_A >= 0, "data.subset_A", "must be >= 0 (0 = all images)")
-        check(d.subset_B >= 0, "data.subset_B", "must be >= 0 (0 = all images)")
-        check(d.val_images >= 0, "data.val_images", "must be >= 0")
+        validate_unaligned_data(d, lambda crop: cut_discriminator_output_side(crop, m.n_layers_D, m.antialias),
+                                m.n_layers_D)
 
         for key, top in (("input_nc", 16), ("output_nc", 16), ("ngf", 1024), ("ndf", 1024), ("n_layers_D", 8),
                          ("netF_nc", 4096)):
@@ -214,14 +196,4 @@ def cut_discriminator_output_side(crop: int, n_layers: int, antialias: bool = Tr
     return side - 2
 
 
-@dataclass
-class CUTTestSettings:
-    """Inference settings (``test.py`` overrides): force the architecture instead of reading it."""
-
-    ngf: int = 0  # 0 = read from the checkpoint
-    n_blocks: int = 0  # 0 = read from the checkpoint
-
-    def validate(self) -> None:
-        s = self
-        check(0 <= s.ngf <= 1024, "ngf", "must be in [0, 1024] (0 = from the checkpoint)")
-        check(0 <= s.n_blocks <= 64, "n_blocks", "must be in [0, 64] (0 = from the checkpoint)")
+CUTTestSettings = CycleGANTestSettings  # the same test-time overrides: ngf=, n_blocks=

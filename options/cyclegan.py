@@ -8,6 +8,7 @@ capped batches per epoch) are keys here, off by default.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
@@ -110,30 +111,7 @@ class CycleGANConfig(RunConfig):
         cfg = self
         validate_run(cfg)
         d, m, o, t, e = cfg.data, cfg.model, cfg.optim, cfg.train, cfg.eval
-        check(d.demo_seed >= 0, "data.demo_seed", "must be >= 0")
-        check(0 < d.load_size <= 16384, "data.load_size", f"must be in [1, 16384], got {d.load_size}")
-        check(0 < d.crop_size <= 8192, "data.crop_size", f"must be in [1, 8192], got {d.crop_size}")
-        check(d.crop_size % 4 == 0, "data.crop_size",
-              f"must be a multiple of 4 (the generator down-samples twice), got {d.crop_size}")
-        if d.preprocess in ("resize_and_crop", "scale_width_and_crop", "scale_shortside_and_crop"):
-            check(d.crop_size <= d.load_size, "data.crop_size",
-                  f"{d.crop_size} is larger than data.load_size {d.load_size}; the crop must fit in the resized image")
-        if "crop" in d.preprocess:
-            if discriminator_output_side(d.crop_size, m.n_layers_D) < 1:
-                need = 3 * 2**m.n_layers_D
-                raise ConfigError(f"data.crop_size: {d.crop_size} px is too small for a PatchGAN with "
-                                  f"model.n_layers_D={m.n_layers_D} (its last layers would see less than 2x2 pixels); "
-                                  f"use data.crop_size >= {need} or fewer model.n_layers_D")
-        check(1 <= d.batch_size <= 4096, "data.batch_size", "must be in [1, 4096]")
-        if d.batch_size > 1 and d.preprocess in ("none", "scale_width"):
-            raise ConfigError(f"data.batch_size: {d.batch_size} needs images of one size, but data.preprocess="
-                              f"{d.preprocess} keeps each image's own size; use resize_and_crop, crop or "
-                              f"scale_width_and_crop, or data.batch_size=1")
-        check(d.num_workers >= 0, "data.num_workers", "must be >= 0")
-        check(d.prefetch_factor >= 1, "data.prefetch_factor", "must be >= 1")
-        check(d.subset_A >= 0, "data.subset_A", "must be >= 0 (0 = all images)")
-        check(d.subset_B >= 0, "data.subset_B", "must be >= 0 (0 = all images)")
-        check(d.val_images >= 0, "data.val_images", "must be >= 0")
+        validate_unaligned_data(d, lambda crop: discriminator_output_side(crop, m.n_layers_D), m.n_layers_D)
 
         for key, top in (("input_nc", 16), ("output_nc", 16), ("ngf", 1024), ("ndf", 1024), ("n_layers_D", 8)):
             value = getattr(m, key)
@@ -168,6 +146,34 @@ class CycleGANConfig(RunConfig):
         check(e.max_images >= 0, "eval.max_images", "must be >= 0 (0 = all)")
         check(e.batch_size >= 1, "eval.batch_size", "must be >= 1")
         check(e.kid_subsets >= 1, "eval.kid_subsets", "must be >= 1")
+
+
+def validate_unaligned_data(d: DataConfig, patch_side: Callable[[int], int], n_layers_D: int) -> None:
+    """The ``data`` section's rules for a trainer of two unaligned domains (CycleGAN, CUT);
+    ``patch_side(crop)`` is the side of the discriminator's logit map for a crop."""
+    check(d.demo_seed >= 0, "data.demo_seed", "must be >= 0")
+    check(0 < d.load_size <= 16384, "data.load_size", f"must be in [1, 16384], got {d.load_size}")
+    check(0 < d.crop_size <= 8192, "data.crop_size", f"must be in [1, 8192], got {d.crop_size}")
+    check(d.crop_size % 4 == 0, "data.crop_size",
+          f"must be a multiple of 4 (the generator down-samples twice), got {d.crop_size}")
+    if d.preprocess in ("resize_and_crop", "scale_width_and_crop", "scale_shortside_and_crop"):
+        check(d.crop_size <= d.load_size, "data.crop_size",
+              f"{d.crop_size} is larger than data.load_size {d.load_size}; the crop must fit in the resized image")
+    if "crop" in d.preprocess and patch_side(d.crop_size) < 1:
+        need = next(c for c in range(4, 8193, 4) if patch_side(c) >= 1)
+        raise ConfigError(f"data.crop_size: {d.crop_size} px is too small for a PatchGAN with "
+                          f"model.n_layers_D={n_layers_D} (its last layers would see less than 2x2 pixels); "
+                          f"use data.crop_size >= {need} or fewer model.n_layers_D")
+    check(1 <= d.batch_size <= 4096, "data.batch_size", "must be in [1, 4096]")
+    if d.batch_size > 1 and d.preprocess in ("none", "scale_width"):
+        raise ConfigError(f"data.batch_size: {d.batch_size} needs images of one size, but data.preprocess="
+                          f"{d.preprocess} keeps each image's own size; use resize_and_crop, crop or "
+                          f"scale_width_and_crop, or data.batch_size=1")
+    check(d.num_workers >= 0, "data.num_workers", "must be >= 0")
+    check(d.prefetch_factor >= 1, "data.prefetch_factor", "must be >= 1")
+    check(d.subset_A >= 0, "data.subset_A", "must be >= 0 (0 = all images)")
+    check(d.subset_B >= 0, "data.subset_B", "must be >= 0 (0 = all images)")
+    check(d.val_images >= 0, "data.val_images", "must be >= 0")
 
 
 def discriminator_output_side(crop: int, n_layers: int) -> int:

@@ -27,10 +27,9 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import Dataset
 
 from data.demo import DemoSpec
-from data.errors import DatasetError
 from data.samplers import EpochSampler
 from data.transforms import Transform, split_train_val
-from data.unaligned import UnalignedDataset, image_folder
+from data.unaligned import UnalignedDataset, check_dataset_root, image_folder
 from models.cyclegan import (
     CycleWeights,
     DiscriminatorLosses,
@@ -59,32 +58,14 @@ class CycleGANTrainer(Trainer):
         root = Path(d.root)
         if d.demo:
             self.make_demo(root, DemoSpec(seed=d.demo_seed))
-        if not root.is_dir():
-            raise DatasetError(
-                f"dataset folder {root} does not exist. Expected the monet2photo layout: {root}/trainA {root}/trainB "
-                f"{root}/testA {root}/testB. Download it with `python -m data.download monet2photo --output "
-                f"{root.parent}`, or train on the built-in demo dataset: --config experiments/quickstart.yaml")
-        for sub in ("testA", "testB"):
-            if not (root / sub).is_dir():
-                raise DatasetError(f"{root / sub} is missing: a dataset needs trainA/ trainB/ testA/ testB/")
+        check_dataset_root(root, "experiments/quickstart.yaml")
         train_A, val_A = split_train_val(image_folder(root, "trainA"), d.val_images, d.subset_A, root / "trainA")
         train_B, val_B = split_train_val(image_folder(root, "trainB"), d.val_images, d.subset_B, root / "trainB")
         self.train_counts = (len(train_A), len(train_B))
         val_tf = Transform(d.preprocess, d.load_size, d.crop_size, flip=False, train=False)
         self.val_A = self.held_out(val_A, val_tf, root / "trainA")
         self.val_B = self.held_out(val_B, val_tf, root / "trainB")
-        self.evaluator = None
-        if cfg.eval.every_epochs:
-            from evaluation.during_training import TrainingEvaluator
-
-            self.evaluator = TrainingEvaluator(root, cfg.eval, d.crop_size, self.device,
-                                               log=print if self.is_main else None)
-        o = cfg.optim
-        if (o.lr_policy == "plateau" and o.plateau_metric != "cycle_l1" and self.is_main
-                and not (self.evaluator is not None and self.evaluator.available)):
-            raise TrainingError(f"optim.plateau_metric={o.plateau_metric}: the plateau schedule steps on FID/KID, "
-                                f"which cannot be computed here (see the note above); give the Inception weights "
-                                f"(eval.inception_weights=PATH) or use optim.plateau_metric=cycle_l1")
+        self.evaluator = self.fid_evaluator(root, "cycle_l1")
         dataset = UnalignedDataset(train_A, train_B, Transform(d.preprocess, d.load_size, d.crop_size, d.flip),
                                    seed=cfg.seed)
         return dataset, self.shuffled(dataset)

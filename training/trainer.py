@@ -208,6 +208,25 @@ class Trainer:
                                f"({skipped[0]}); replace them or set data.val_images=0")
         return images
 
+    def fid_evaluator(self, root: Path, own_metric: str) -> Any:
+        """FID / KID of the test sets every ``eval.every_epochs`` epochs (None when 0), for the
+        translation trainers (their ``eval`` section). A plateau schedule on fid / kid without the
+        Inception weights is an error; ``own_metric`` is the trainer's other plateau metric."""
+        cfg = self.cfg
+        evaluator = None
+        if cfg.eval.every_epochs:
+            from evaluation.during_training import TrainingEvaluator  # torchmetrics: only when it is on
+
+            evaluator = TrainingEvaluator(root, cfg.eval, cfg.data.crop_size, self.device,
+                                          log=print if self.is_main else None)
+        o = cfg.optim
+        if (o.lr_policy == "plateau" and o.plateau_metric != own_metric and self.is_main
+                and not (evaluator is not None and evaluator.available)):
+            raise TrainingError(f"optim.plateau_metric={o.plateau_metric}: the plateau schedule steps on FID/KID, "
+                                f"which cannot be computed here (see the note above); give the Inception weights "
+                                f"(eval.inception_weights=PATH) or use optim.plateau_metric={own_metric}")
+        return evaluator
+
     def ddp(self, module: nn.Module) -> nn.Module:
         """``module`` behind DistributedDataParallel when this is a multi-process run, else itself."""
         if not dist.is_distributed():
