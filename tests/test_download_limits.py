@@ -55,7 +55,7 @@ def server() -> Iterator[http.server.ThreadingHTTPServer]:
     s = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Trickle)
     s.daemon_threads = True
     s.gap, s.body = 0.02, b""
-    threading.Thread(target=s.serve_forever, daemon=True).start()
+    threading.Thread(target=s.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
     yield s
     s.shutdown()
     s.server_close()
