@@ -176,3 +176,33 @@ def test_configs_a_cut_run_cannot_use_are_refused(cut_config, tiny_config, make_
     assert train.main(["--resume", str(cyc.run_dir), "method=cut"]) == 2
     assert "cannot change on resume" in capsys.readouterr().err
     assert sorted(p.name for p in list_checkpoints(cyc.run_dir)) == before
+
+
+def test_the_report_measures_a_cut_row_from_its_saved_outputs(cut_config, make_trainer, tiny_dataset, tmp_path,
+                                                               tiny_features, monkeypatch) -> None:
+    """A `methods:` entry is all the report needs: CUT's row is measured from the files it wrote."""
+    import numpy as np
+
+    from data.image_io import load_rgb, pil_to_uint8
+    from evaluation.metrics import psnr_ssim
+    from evaluation.report_data import build_report_data
+    from options.config import load
+    from options.report import ReportConfig
+
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))  # offline: no VGG, no Inception
+    t = make_trainer(cut_config("direction=BtoA"))
+    t.step = 3
+    t.save()
+    cfg = load(ReportConfig, None, [f"dataset={tiny_dataset}", "direction=BtoA", "device=cpu", "download=false",
+                                    f"methods=[{{method: cut, checkpoint: {t.run_dir}, direction: BtoA}}]",
+                                    "scoring.vgg.weights=imagenet", "scoring.vgg.random_if_unavailable=true",
+                                    "scoring.content_layers=[relu2_2]", "scoring.style_layers=[relu1_1]"])
+    out = tmp_path / "report"
+    data = build_report_data(cfg, out, torch.device("cpu"), feature_extractor=tiny_features, log=lambda s: None)
+    rows = {r.method: r for r in data.rows}
+    assert rows["cut"].title == "CUT (step 3)"
+    inputs = sorted((tiny_dataset / "testB").glob("*.png"))
+    values = [psnr_ssim(pil_to_uint8(load_rgb(out / "outputs" / "cut" / p.name)),
+                        pil_to_uint8(load_rgb(tiny_dataset / "testA" / p.name))) for p in inputs]
+    assert rows["cut"].psnr == pytest.approx(np.mean([v[0] for v in values]), rel=1e-9)
+    assert rows["cut"].ssim == pytest.approx(np.mean([v[1] for v in values]), rel=1e-9)
