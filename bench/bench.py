@@ -11,6 +11,8 @@ sections (--sections, comma separated, run in this order):
   quality  fp32 vs bf16: the validation metric of the same quickstart-like run (minutes)
   methods  one training step of CycleGAN, CUT and FastCUT at the same sizes (--crop, --batches'
            first, --ngf, --n-blocks; --style-precisions), the time ratio to CycleGAN's step
+  onnx     CycleGAN inference through onnxruntime (export.py's uint8 graph) against PyTorch eager
+           (test.py's method, fp32), at --infer-sizes and --infer-batches: images/s side by side
 
 A variant is '+'-joined options: fp32 | bf16 | fp16, channels_last, compile | compile=MODE
 (reduce-overhead, max-autotune), grad_checkpoint. 'auto' = fp32, bf16, channels_last,
@@ -29,6 +31,7 @@ examples:
   python bench/bench.py --sections train,infer,style --crop 32 --ngf 8 --n-blocks 1 --style-sizes 32 --iters 1
   python bench/bench.py --sections methods --crop 128 --ngf 32 --n-blocks 9
   python bench/bench.py --device cuda --sections methods --crop 256 --output bench/results_methods_cuda.json
+  python bench/bench.py --device cpu --sections onnx --infer-sizes 256 --infer-batches 1,4 --threads 2
 
 exit status: 0 done, 2 error (bad option, unknown device, existing --output without --overwrite)
 """
@@ -46,7 +49,7 @@ if str(ROOT) not in sys.path[:1]:
 from options import cli  # noqa: E402
 from utils.errors import UserError  # noqa: E402
 
-SECTIONS = ("train", "infer", "style", "data", "quality", "methods")
+SECTIONS = ("train", "infer", "style", "data", "quality", "methods", "onnx")
 
 
 class BenchError(UserError):
@@ -164,7 +167,7 @@ def bench(args: argparse.Namespace) -> int:
 
     import torch
 
-    from bench import data_loader, inference, methods_step, quality, style, train_step
+    from bench import data_loader, inference, methods_step, onnx_infer, quality, style, train_step
     from bench.timing import OtherLoad, Timer, describe_device, load_average
     from bench.workspace import Workspace
     from utils.device import resolve_device
@@ -215,6 +218,10 @@ def bench(args: argparse.Namespace) -> int:
             elif section == "methods":
                 out["methods"] = methods_step.run(methods_step.MethodsSpec(
                     args.crop, args.batches[0], args.ngf, args.ndf, args.n_blocks, args.style_precisions,
+                    args.rounds if args.rounds is not None else (1 if cuda else 3)), ws, timer)
+            elif section == "onnx":
+                out["onnx"] = onnx_infer.run(onnx_infer.OnnxSpec(
+                    args.infer_sizes, args.infer_batches, args.ngf, args.n_blocks,
                     args.rounds if args.rounds is not None else (1 if cuda else 3)), ws, timer)
             elif section == "quality":
                 out["quality"] = quality.run(quality.QualitySpec(args.quality_steps, args.quality_seeds,

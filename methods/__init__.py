@@ -22,6 +22,7 @@ from options.cut import CUTConfig, CUTTestSettings
 from options.cyclegan import CycleGANConfig, CycleGANTestSettings
 from options.gatys import GatysConfig
 from options.johnson import JohnsonConfig, JohnsonTestSettings
+from options.onnx import ONNXSettings
 from options.wct import AdaINSettings, WCTConfig, WCTSettings
 
 
@@ -48,6 +49,7 @@ METHODS: dict[str, Entry] = {
     "wct": Entry("methods.wct:WCTMethod", WCTSettings, WCTConfig, "training.wct:WCTTrainer"),
     "adain": Entry("methods.wct:AdaINMethod", AdaINSettings),  # AdaIN runs on a wct run's relu4_1 decoder
     "cut": Entry("methods.cut:CUTMethod", CUTTestSettings, CUTConfig, "training.cut:CUTTrainer"),
+    "onnx": Entry("methods.onnx:ONNXMethod", ONNXSettings),  # a graph of export.py's, through onnxruntime
 }
 
 TRAINABLE = tuple(name for name, e in METHODS.items() if e.training is not None)

@@ -2,8 +2,10 @@
 
 ``--checkpoint`` may be a run folder (its newest good checkpoint), one of our checkpoint files,
 a folder of the CycleGAN reference's (``latest_net_G_A.pth`` ...), the name of a downloaded
-pretrained model (``style_monet``, ``candy``), or any foreign weights file a method of the
-table recognises (:meth:`methods.base.Method.recognise`: the file's keys say whose it is).
+pretrained model (``style_monet``, ``candy``), any foreign weights file a method of the
+table recognises (:meth:`methods.base.Method.recognise`: the file's keys say whose it is), a
+safetensors file (:func:`utils.checkpoint.load_file` reads it as a torch file), or an ONNX graph
+written by ``export.py`` (``*.onnx``: kind and method ``onnx``, run by :mod:`methods.onnx`).
 """
 
 from __future__ import annotations
@@ -42,7 +44,8 @@ class WeightsFile:
     obj: Any
     kind: str
     method: str
-    source: str  # "run" (newest checkpoint of a run folder), "checkpoint", "state_dict", "pretrained"
+    source: str  # "run" (newest checkpoint of a run folder), "checkpoint", "state_dict", "pretrained",
+    # "exported" (an export.py safetensors file), "onnx"
     step: int | None = None
     config: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)  # a training checkpoint's method state
@@ -90,6 +93,13 @@ def open_weights(checkpoint: str | Path, direction: str = "AtoB", method: str = 
                                   f"{' or '.join(_REF_FILES.get(direction, ('latest_net_G.pth',)))} "
                                   f"(a reference checkpoint folder)")
         path = ref
+    if path.suffix.lower() == ".onnx":
+        if method not in ("", "onnx"):
+            raise CheckpointError(f"{path} is an exported ONNX graph, not {method} weights; run it with --method auto "
+                                  f"(or onnx)")
+        if not path.is_file():
+            raise CheckpointError(f"checkpoint {path} does not exist")
+        return WeightsFile(path, None, "onnx", "onnx", "onnx")
     obj = load_file(path)
     kind, method = sniff(obj, method)
     if kind == "training":
@@ -98,6 +108,7 @@ def open_weights(checkpoint: str | Path, direction: str = "AtoB", method: str = 
         step = counters.get("step") if isinstance(counters.get("step"), int) else None
         if step is None and (m := re.search(r"step_(\d+)\.pt$", path.name)):
             step = int(m.group(1))
+        source = "exported" if obj.get("exported") else source  # export.py's safetensors: inference only
         return WeightsFile(path, obj, kind, method, source, step, obj.get("config") or {}, obj.get("extra") or {})
     if kind == "unknown":
         shown = found_keys(obj) if isinstance(obj, dict) else type(obj).__name__

@@ -1,7 +1,8 @@
 """Our checkpoint files: atomic writes, safe loads, the training-checkpoint format, pruning.
 
-1. **Files**: atomic writes (temp file + fsync + rename), safe loads (``weights_only=True``,
-   first bytes sniffed so a text or image file is named as such), a run's checkpoint folder.
+1. **Files**: atomic writes (temp file + fsync + rename), safe loads (``weights_only=True``, or
+   safetensors, which unpickles nothing; first bytes sniffed so a text, image, ONNX or
+   TorchScript file is named as such), a run's checkpoint folder.
 2. **Our training checkpoints** (format version 2; version 1 files of earlier releases still
    load)::
 
@@ -118,21 +119,37 @@ def _fsync_dir(folder: Path) -> None:
 
 
 def load_file(path: str | Path, map_location: str | torch.device = "cpu") -> Any:
-    """Load one torch file safely (``weights_only=True``); clear errors for bad files.
+    """Load one weights file safely; clear errors for bad files.
 
-    torch.save writes a zip archive (``PK``) or, before PyTorch 1.6, a pickle (protocol byte
-    ``0x80``); anything else is named for what it is rather than failing in the unpickler.
+    * torch.save files (a zip archive ``PK`` or, before PyTorch 1.6, a pickle ``0x80``) load with
+      ``weights_only=True``; a TorchScript archive is named as such, not unpickled.
+    * safetensors files (an 8-byte header length, then a JSON header) load without any pickle:
+      one written by ``export.py`` for a method whose reader needs the run's config (its metadata
+      says ``format: cyclegan-checkpoint``) reads back as one of our checkpoints holding that one
+      net and marked ``"exported"`` (:func:`safetensors_checkpoint`); any other one as its plain
+      ``{name: tensor}`` dict, so a state_dict converted to safetensors is read like the ``.pth``.
+
+    Anything else is named for what it is rather than failing in the unpickler.
     """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
     with open(path, "rb") as f:
-        head = f.read(4)
+        head = f.read(9)
     if not head:
         raise CheckpointError(f"{path} is empty (0 bytes), not a checkpoint")
+    if _is_safetensors(head, path):
+        return load_safetensors(path, map_location)
     if not (head.startswith(b"PK") or head.startswith(b"\x80")):
-        raise CheckpointError(f"{path} is not a PyTorch checkpoint: expected a torch.save file (a zip archive "
-                              f"or a pickle), found a file starting with {head!r}")
+        if path.suffix.lower() == ".onnx":
+            raise CheckpointError(f"{path} is an ONNX graph (export.py --format onnx): test.py --checkpoint runs it; "
+                                  f"it holds no PyTorch weights to load here")
+        raise CheckpointError(f"{path} is not a PyTorch checkpoint: expected a torch.save file (a zip archive, "
+                              f"a pickle) or a safetensors file, found a file starting with {head[:4]!r}")
+    if head.startswith(b"PK") and _is_torchscript(path):
+        raise CheckpointError(f"{path} is a TorchScript module (export.py --format torchscript writes these), not a "
+                              f"state_dict: load it with torch.jit.load; here give a checkpoint, a weights file "
+                              f"(.pth, .safetensors) or an .onnx export")
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # torch raises RuntimeError, UnpicklingError, EOFError, zipfile errors...
@@ -149,6 +166,66 @@ def load_file(path: str | Path, map_location: str | torch.device = "cpu") -> Any
             detail = msg.split("WeightsUnpickler error:", 1)[1].strip().splitlines()
             text = detail[0] if detail else text
         raise CheckpointError(f"{path} is not a readable checkpoint (truncated or corrupt?): {text}") from e
+
+
+def _is_safetensors(head: bytes, path: Path) -> bool:
+    """An 8-byte little-endian header length that fits the file, then ``{``: the safetensors layout."""
+    if len(head) < 9 or head[8:9] != b"{":
+        return False
+    n = int.from_bytes(head[:8], "little")
+    return 0 < n <= path.stat().st_size - 8
+
+
+def _is_torchscript(path: Path) -> bool:
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as z:
+            names = z.namelist()
+    except (zipfile.BadZipFile, OSError):
+        return False
+    return any(n.endswith("/constants.pkl") or "/code/__torch__" in n for n in names)
+
+
+def load_safetensors(path: str | Path, map_location: str | torch.device = "cpu") -> Any:
+    """A safetensors file -> its ``{name: tensor}`` dict, or (export.py's checkpoint metadata) one of
+    our checkpoints holding that one net; see :func:`load_file`."""
+    try:
+        from safetensors import safe_open
+    except ImportError as e:  # pragma: no cover - a requirement
+        raise CheckpointError(f"{path} is a safetensors file and the safetensors package is missing: "
+                              f"pip install safetensors") from e
+    device = str(map_location) if not isinstance(map_location, str) else map_location
+    try:
+        with safe_open(str(path), framework="pt", device=device) as f:
+            meta = dict(f.metadata() or {})
+            tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 - safe_open is not a dict
+    except Exception as e:  # safetensors raises SafetensorError (and OSError) for damaged files
+        text = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise CheckpointError(f"{path} is not a readable safetensors file (truncated or corrupt?): {text}") from e
+    if meta.get("format") == FORMAT:
+        return safetensors_checkpoint(tensors, meta, path)
+    return tensors
+
+
+def safetensors_checkpoint(tensors: dict[str, torch.Tensor], meta: dict[str, str], path: str | Path
+                           ) -> dict[str, Any]:
+    """One net and export.py's metadata (``method``, ``net``, ``config`` and ``counters`` as JSON) ->
+    a checkpoint dict the readers of our checkpoints take; ``"exported"`` marks it inference-only."""
+    import json
+
+    try:
+        config = json.loads(meta.get("config") or "{}")
+        counters = json.loads(meta.get("counters") or "{}")
+        version = int(meta.get("version", VERSION))
+        exported = json.loads(meta["export"]) if meta.get("export") else {}
+    except (ValueError, TypeError) as e:
+        raise CheckpointError(f"{path}: its safetensors metadata is damaged ({e})") from e
+    if not meta.get("method") or not meta.get("net") or not isinstance(config, dict):
+        raise CheckpointError(f"{path}: safetensors metadata says format {FORMAT} but lacks method / net / config")
+    return {"format": FORMAT, "version": version, "method": meta["method"], "config": config,
+            "nets": {meta["net"]: tensors}, "counters": counters if isinstance(counters, dict) else {},
+            "extra": {}, "exported": exported or True}
 
 
 def prune_checkpoints(run_dir: str | Path, keep: int, current_step: int | None = None) -> None:
@@ -240,6 +317,10 @@ def training_state(method: str, config: dict[str, Any], nets: dict[str, nn.Modul
 
 def _as_training(ckpt: dict[str, Any], path: Path) -> TrainingCheckpoint:
     check_format(ckpt, path)
+    if ckpt.get("exported"):
+        raise CheckpointError(f"{path} is an exported weights file (export.py: the networks for inference, no "
+                              f"optimiser or counters); test.py --checkpoint reads it, but a run resumes only from "
+                              f"its checkpoints/step_*.pt")
     try:
         if ckpt["version"] == 1:  # CycleGAN only; pools at the top level; one validation value
             val = ckpt.get("val_metric")
