@@ -114,7 +114,10 @@ def main(argv: list[str] | None = None) -> int:
                 raise UserError(f"cannot write the report into {out}: {e.strerror or e}") from e
             data = build_report_data(cfg, out, resolve_device(cfg.device), rerun=args.rerun)
             try:
-                data.curves = run_curves(data.runs, out / "curves")
+                curves = run_curves(data.runs, out / "curves")
+                data.curves, data.curve_notes = curves.pictures, curves.notes
+                for note in curves.notes:
+                    print(f"WARNING: training curves: {note}", file=sys.stderr)
                 result = write_report(data, out)
             except OSError as e:
                 raise UserError(f"cannot write the report into {out}: {e.strerror or e} (read-only or full?); the "

@@ -7,6 +7,10 @@ examples:
       loss.content_weight=5 loss.style_weight=100     # the Caffe VGG-19 and its loss weights
   python stylize.py --config experiments/gatys.yaml --dry-run optim.steps=500
 
+Sizes: the result is optimised and written at 512 px on its longer side (image.size=512, the
+Gatys default; smaller images are enlarged), not at the content image's own size as test.py keeps
+it; image.size=0 keeps each content image's size, image.size=N sets another longer side.
+
 Same rules as test.py: the output folder is never the input folder or inside it, existing
 outputs are skipped unless --overwrite, every input gets a unique output name, an unreadable
 file is reported and skipped. OUTPUT/gatys_run.json records the settings, the VGG weights used,
@@ -71,8 +75,11 @@ def main(argv: list[str] | None = None) -> int:
         from methods.gatys import GatysMethod
         from options.methods import MethodOptions
         from utils.device import resolve_device
-        from utils.translate import FolderJob, output_folder, run_folder
+        from utils.translate import FolderJob, check_job, output_folder, run_folder
 
+        job = FolderJob(Path(args.input), Path(args.output), recursive=args.recursive, overwrite=args.overwrite,
+                        keep_alpha=False, batch_size=cfg.batch_size, progress=not args.no_progress)
+        check_job(job)  # the output rules before the VGG loads
         opts = MethodOptions(method="gatys", style=args.style, style_weights=args.style_weights,
                              config=args.config or "", settings=settings)
         method = GatysMethod.build(opts, None, resolve_device(cfg.device))
@@ -80,8 +87,6 @@ def main(argv: list[str] | None = None) -> int:
         if not method.vgg.pretrained:
             print(f"WARNING: Gatys runs with a {method.vgg.label}: the images show what the optimisation does, "
                   f"not real style transfer", file=sys.stderr)
-        job = FolderJob(Path(args.input), Path(args.output), recursive=args.recursive, overwrite=args.overwrite,
-                        keep_alpha=False, batch_size=cfg.batch_size, progress=not args.no_progress)
         with output_folder(job):  # one writer: the images and gatys_run.json under one lock
             summary = run_folder(method, job)
             for path, reason in summary.failed:

@@ -68,7 +68,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--n-blocks", type=int, help="CycleGAN: force the residual block count (= n_blocks=N)")
     p.add_argument("--batch-size", type=int, default=4, help="images of equal size processed together")
     cli.add_device(p)
-    p.add_argument("--amp", choices=["off", "bf16", "fp16"], default="off", help="autocast precision (fp16: CUDA)")
+    p.add_argument("--amp", choices=["off", "auto", "bf16", "fp16"], default="off",
+                   help="autocast precision; auto: bf16 where the device has it natively (CUDA >= 8.0, a CPU with "
+                        "AVX-512 bf16 or AMX), else fp32; fp16: CUDA")
     p.add_argument("--workers", type=int, default=2, help="threads decoding and encoding images")
     p.add_argument("--gallery", action="store_true", help="write OUTPUT/index.html: input | output per row")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -104,17 +106,22 @@ def main(argv: list[str] | None = None) -> int:
     def body() -> int:
         # Deferred: these load torch, which --help does not need.
         from methods.loading import load_method
-        from utils.gallery import write_gallery
-        from utils.translate import FolderJob, output_folder, plan_outputs, run_folder
+        from utils.device import warn_once
+        from utils.gallery import GalleryMaker, write_gallery
+        from utils.translate import FolderJob, check_job, output_folder, run_folder
 
-        method = load_method(method_options(args), args.device)
-        print(method.describe())
-        if args.dry_run:
-            return dry_run(args, plan_outputs(Path(args.input), Path(args.output), args.recursive, args.format))
         job = FolderJob(Path(args.input), Path(args.output), recursive=args.recursive, fmt=args.format,
                         quality=args.quality, overwrite=args.overwrite, keep_alpha=args.alpha_channel == "keep",
                         load_size=args.load_size, max_size=args.max_size, batch_size=args.batch_size,
                         workers=args.workers, progress=not args.no_progress)
+        plan = check_job(job)  # options and output rules, before the model loads
+        method = load_method(method_options(args), args.device)
+        print(method.describe())
+        if method.amp_choice.requested == "auto":
+            print(method.amp_choice.describe())
+        warn_once(method.amp_choice.warning.replace("use amp auto or off", "use --amp auto or off"))
+        if args.dry_run:
+            return dry_run(args, plan)
         with output_folder(job):  # one writer: the outputs and the gallery under one lock
             summary = run_folder(method, job)
             print(summary.line())
@@ -122,9 +129,16 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  failed: {path}: {reason}", file=sys.stderr)
             if args.gallery:
                 settings = ", ".join(f"{k} {v}" for k, v in method.settings().items() if v not in (None, [], ""))
-                index = write_gallery(job.output, summary.pairs, summary.failed,
-                                      title=f"{method.name}: {args.input} -> {args.output}", subtitle=settings)
-                print(f"gallery: {index}")
+                maker = GalleryMaker.of(method.fingerprint(), method.describe())
+                gallery = write_gallery(job.output, summary.pairs, summary.failed,
+                                        title=f"{method.name}: {args.input} -> {args.output}", subtitle=settings,
+                                        input_root=job.input if job.input.is_dir() else job.input.parent,
+                                        written=summary.written, maker=maker)
+                print(f"gallery: {gallery.path}")
+                stale = gallery.stale_rows
+                if stale:
+                    print(f"gallery: {stale} of {len(summary.pairs)} row(s) show earlier outputs not known to come "
+                          f"from this checkpoint (marked stale in the page; --overwrite remakes them)", file=sys.stderr)
         if summary.translated:
             return cli.EXIT_DONE
         if summary.skipped:

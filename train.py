@@ -1,5 +1,5 @@
-r"""Train a model: CycleGAN, a Johnson fast-style network, or WCT / AdaIN decoders (the config's
-``method`` key says which).
+r"""Train a model: CycleGAN, CUT / FastCUT, a Johnson fast-style network, or WCT / AdaIN decoders (the
+config's method: key says which).
 
 examples:
   python train.py --config experiments/quickstart.yaml            # CycleGAN on the built-in demo data

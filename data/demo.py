@@ -41,10 +41,31 @@ from typing import Any
 
 import numpy as np
 from PIL import Image
-from scipy import ndimage
-from skimage import data, filters
 
 from data.errors import DatasetError
+
+# scipy and scikit-image are imported where the images are made, not here: `--help` answers at once.
+
+CLI_HELP = """Make the built-in demo dataset: photos <-> "paintings" with a known mapping, offline.
+
+Photos are random crops of the colour photographs scikit-image ships; paintings are other such
+crops passed through a fixed painterly filter (flattened colour regions, vertical brush strokes, a
+shifted palette, dark contours), so the mapping is learnable and known. Training crops of A and B
+and the test pairs come from disjoint parts of each photo; testA/NAME is the painting of
+testB/NAME: paired ground truth for PSNR/SSIM.
+
+Layout (as monet2photo: A = paintings, B = photos, so photo -> painting is BtoA): trainA/ trainB/
+testA/ testB/ and demo.json (how it was made, and a manifest of the files written).
+
+Your files are safe: it writes only into a new or empty folder, or one it made itself (then it
+replaces only its own, unchanged files); anything else is refused and left as it is.
+
+examples:
+  python -m data.demo --output datasets/demo
+  python -m data.demo --output /tmp/demo96 --size 96 --n-train 120 --n-test 24 --seed 1
+
+exit status: 0 made, 1 already there (nothing to do), 2 error (one line: a folder it may not write)
+"""
 
 PHOTO_SOURCES = (
     "astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field",
@@ -93,6 +114,8 @@ class DemoSpecError(DatasetError):
 
 @functools.cache
 def source_photo(name: str) -> np.ndarray:
+    from skimage import data
+
     if name.startswith("motorcycle_"):
         left, right, _ = data.stereo_motorcycle()
         img = left if name.endswith("left") else right
@@ -156,6 +179,9 @@ def painterly(photo: np.ndarray) -> np.ndarray:
     to violet) matches the paintings' colours as well. A palette whose hues depend on
     brightness (blue shadows, yellow lights) was tried and CycleGAN learned it inverted.
     """
+    from scipy import ndimage
+    from skimage import filters
+
     img = photo
     for _ in range(2):
         img = _bilateral(img, radius=3, sigma_space=2.0, sigma_color=0.1)
@@ -345,7 +371,7 @@ def make_demo_dataset(root: str | Path, spec: DemoSpec | None = None) -> Path:
 def main(argv: list[str] | None = None) -> int:
     from options import cli
 
-    p = cli.parser(__doc__, prog="python -m data.demo")
+    p = cli.parser(CLI_HELP, prog="python -m data.demo")
     cli.add_output(p, "the dataset folder (a new or empty folder, or one this command made)", default="datasets/demo")
     p.add_argument("--root", dest="output", help=argparse.SUPPRESS)  # the old spelling
     p.add_argument("--size", type=int, default=DemoSpec.size, help="image side, px")

@@ -7,32 +7,38 @@ domain's images, PSNR/SSIM against paired ground truth (the demo dataset), conte
 loss under one VGG-19 (the Gatys defaults), and the method's own seconds per image.
 
 Outputs are reused only when ``<slug>/run.json`` records the same fingerprint: the method's
-settings and the size, mtime and head/tail hash of every file that shapes the outputs
-(checkpoint, style images, settings file) and of every input image. Rendering (HTML, Markdown,
+settings and amp, the size, mtime and head/tail hash of every file that shapes the outputs
+(checkpoint, style images, settings file) and of every input image, and each output's own
+SHA-256 as written (an output replaced or truncated since is never reused). A trivial baseline
+row (:func:`baseline_run`: the reference palette, blurred) is computed every time. Rendering (HTML, Markdown,
 PNG) is :mod:`evaluation.render`; this module computes only.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import math
 import re
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from PIL import Image
 from torch import nn
 
-from data.image_io import list_images, load_rgb, pil_to_uint8
+from data.image_io import list_images, load_rgb, pil_to_uint8, save_image
 from evaluation.metrics import (
     FidKid,
     MetricUnavailable,
     describe_device,
+    edge_ssim,
     extract_features,
     fid_kid,
     load_inception,
@@ -45,6 +51,7 @@ from methods.loading import load_method, open_weights
 from models.style_losses import LossWeights, resize_longer, style_grams, style_target_size
 from models.vgg import VGG19Features, VGGInfo, load_vgg19
 from options.report import ReportConfig
+from utils.device import warn_once
 from utils.errors import UserError
 from utils.files import write_text_atomic
 from utils.translate import FolderJob, plan_outputs, run_folder
@@ -159,14 +166,49 @@ def _slug(title: str, taken: set[str]) -> str:
     return slug
 
 
-def _reusable(folder: Path, key: dict[str, Any], outputs: list[Path]) -> dict[str, Any] | None:
+def _sha256(path: Path) -> str | None:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return None
+
+
+def _reusable(folder: Path, key: dict[str, Any], outputs: list[Path], names: list[str],
+              log: Log = print) -> dict[str, Any] | None:
+    """``run.json``'s content when the outputs in ``folder`` can be reused: the recorded fingerprint
+    ``key`` (method, settings, checkpoint and style files, every input) is today's, and every output
+    still holds the bytes recorded when it was written (its SHA-256). Else None (and why, logged)."""
     try:
         meta = json.loads((folder / "run.json").read_text())
-    except (OSError, json.JSONDecodeError):
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
         return None
-    if meta.get("key") != json.loads(json.dumps(key)) or not all(p.is_file() for p in outputs):
+    if not isinstance(meta, dict) or meta.get("key") != json.loads(json.dumps(key)):
         return None
+    recorded = meta.get("outputs")
+    if not isinstance(recorded, dict):
+        log(f"{folder.name}: {folder / 'run.json'} records no output hashes (an older report): running again")
+        return None
+    for name, path in zip(names, outputs):
+        if _sha256(path) != recorded.get(name) or recorded.get(name) is None:
+            why = "is missing" if not path.exists() else "changed since the report wrote it"
+            log(f"{folder.name}: {path} {why}: running again")
+            return None
     return meta
+
+
+def _progress_log(slug: str, log: Log, every_s: float = 10.0) -> Callable[[int, int], None]:
+    """A :class:`utils.translate.FolderJob` ``on_progress``: a line every ``every_s`` seconds while a
+    slow method (Gatys) runs, so a long report is never silent for minutes."""
+    t0 = time.perf_counter()
+    last = [t0]
+
+    def report(done: int, total: int) -> None:
+        now = time.perf_counter()
+        if now - last[0] >= every_s and done < total:
+            last[0] = now
+            log(f"{slug}: {done}/{total} images ({now - t0:.0f} s)")
+
+    return report
 
 
 def _run_dir_of(method: Method) -> Path | None:
@@ -184,8 +226,8 @@ def run_methods(cfg: ReportConfig, test: TestSet, out: Path, device: torch.devic
     for i, opts in enumerate(cfg.methods):  # every entry checked before any runs (they may take long)
         if opts.method != "auto" and inference_class(opts.method).needs_checkpoint and not opts.checkpoint:
             raise ReportError(f"methods.{i}: {opts.method} needs a checkpoint")
-    runs, taken = [], {"input"}
-    for opts in cfg.methods:
+    runs, taken = [], {"input", BASELINE_SLUG}
+    for index, opts in enumerate(cfg.methods):
         opts = dataclasses.replace(opts)
         name = opts.method if opts.method != "auto" else open_weights(opts.checkpoint, opts.direction).method
         if not opts.style and cfg.style and inference_class(name).takes_style:
@@ -195,15 +237,19 @@ def run_methods(cfg: ReportConfig, test: TestSet, out: Path, device: torch.devic
         folder = out / "outputs" / slug
         outputs = [folder / n for n in test.names]
         key = {"method": method.fingerprint(), "inputs": inputs_key, "names": test.names}
-        meta = None if rerun else _reusable(folder, key, outputs)
+        meta = None if rerun else _reusable(folder, key, outputs, test.names, log)
         if meta is not None:
             log(f"{slug}: reusing {len(outputs)} outputs in {folder}")
-            runs.append(MethodRun(slug, method.key, method.name, outputs, meta["seconds_per_image"], meta["device"],
-                                  True, method.describe(), method.settings(), _run_dir_of(method)))
+            runs.append(MethodRun(slug, method.key, method.name, outputs, meta.get("seconds_per_image"),
+                                  str(meta.get("device", "")), True, method.describe(), method.settings(),
+                                  _run_dir_of(method)))
             continue
         log(method.describe())
+        if method.amp_choice.requested == "auto":
+            log(f"{slug}: {method.amp_choice.describe()}")
+        warn_once(method.amp_choice.warning.replace("use amp auto or off", f"use methods.{index}.amp=auto or off"))
         job = FolderJob(test.root, folder, overwrite=True, keep_alpha=False, batch_size=cfg.batch_size,
-                        progress=False, files=test.inputs)
+                        progress=False, files=test.inputs, on_progress=_progress_log(slug, log))
         summary = run_folder(method, job)
         if summary.failed:
             raise ReportError(f"{method.name} failed on {summary.failed[0][0]}: {summary.failed[0][1]}; the report "
@@ -211,12 +257,76 @@ def run_methods(cfg: ReportConfig, test: TestSet, out: Path, device: torch.devic
         run = MethodRun(slug, method.key, method.name, outputs, summary.seconds_per_image,
                         describe_device(method.device), False, method.describe(), method.settings(),
                         _run_dir_of(method))
+        hashes = {name: _sha256(path) for name, path in zip(test.names, outputs)}
         write_text_atomic(folder / "run.json", json.dumps({"key": key, "seconds_per_image": run.seconds_per_image,
                                                            "device": run.device, "images": len(outputs),
-                                                           "describe": run.description}, indent=2))
+                                                           "describe": run.description, "outputs": hashes},
+                                                          indent=2))
         log(f"{slug}: {len(outputs)} images, {run.seconds_per_image:.4f} s/image on {run.device}")
         runs.append(run)
     return runs
+
+
+# ---------------------------------------------------------------------------------------------
+# The trivial baseline: a real method must beat it
+
+BASELINE_SLUG = "baseline"
+
+
+def lab_palette(images: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel mean and standard deviation in CIELAB over every pixel of ``images`` (uint8
+    (H, W, 3)): the palette of a set of paintings."""
+    from skimage.color import rgb2lab
+
+    pixels = np.concatenate([rgb2lab(im).reshape(-1, 3) for im in images])
+    return pixels.mean(axis=0), pixels.std(axis=0)
+
+
+def palette_transfer(image: np.ndarray, source: tuple[np.ndarray, np.ndarray], target: tuple[np.ndarray, np.ndarray],
+                     blur_sigma: float = 0.0) -> np.ndarray:
+    """A global colour transfer after Reinhard et al. (2001, "Color transfer between images"), in
+    CIELAB, from one palette to another: each channel of ``image`` (uint8 (H, W, 3)) standardised by
+    the ``source`` palette's (mean, std) and given the ``target``'s (a channel without spread is only
+    shifted), back to RGB (out-of-gamut colours clipped), then a Gaussian blur of ``blur_sigma``
+    pixels (0 = none). The same map for every image: the palette of a whole set (:func:`lab_palette`)
+    moved to another set's, never an image's own statistics (a near-grey photo would be blown up).
+    uint8 (H, W, 3) out."""
+    from skimage.color import lab2rgb, rgb2lab
+    from skimage.filters import gaussian
+
+    (src_mean, src_std), (dst_mean, dst_std) = source, target
+    scale = np.where(src_std > 1e-6, dst_std / np.maximum(src_std, 1e-6), 1.0)
+    lab = (rgb2lab(image) - src_mean) * scale + dst_mean
+    with warnings.catch_warnings():  # colours moved out of the sRGB gamut are clipped, as said
+        warnings.simplefilter("ignore", UserWarning)
+        rgb = np.clip(lab2rgb(lab), 0.0, 1.0)
+    if blur_sigma > 0:
+        rgb = gaussian(rgb, sigma=blur_sigma, channel_axis=-1, preserve_range=True)
+    return np.clip(np.round(rgb * 255.0), 0, 255).astype(np.uint8)
+
+
+def baseline_run(test: TestSet, out: Path, blur_sigma: float, log: Log = print) -> MethodRun | None:
+    """The report's trivial baseline row: every input through :func:`palette_transfer` from the
+    inputs' palette to the reference (target-domain) images' palette, blurred; written to
+    ``out/outputs/baseline/``. It knows the target domain's colours and nothing of its structure, so
+    a method that only learnt the palette (blurred colour washes) scores about as well; one that
+    learnt the mapping beats it. None when there are no reference images."""
+    if not test.reference:
+        return None
+    inputs = [np.asarray(load_rgb(p)) for p in test.inputs]
+    source, target = lab_palette(inputs), lab_palette([np.asarray(load_rgb(p)) for p in test.reference])
+    folder = out / "outputs" / BASELINE_SLUG
+    outputs = [folder / n for n in test.names]
+    log(f"{BASELINE_SLUG}: {len(outputs)} inputs moved to the palette of {len(test.reference)} reference images, "
+        f"blurred (sigma {blur_sigma:g} px)")
+    for image, dst in zip(inputs, outputs):
+        save_image(Image.fromarray(palette_transfer(image, source, target, blur_sigma)), dst)
+    desc = (f"trivial baseline: the inputs' colours moved to the reference images' palette (a global colour transfer "
+            f"after Reinhard et al. 2001: per-channel mean and std in CIELAB of the {len(inputs)} inputs mapped onto "
+            f"those of the {len(test.reference)} reference images), then a Gaussian blur of sigma {blur_sigma:g} px; "
+            f"it knows the target colours and no structure, so a method that learnt the mapping must beat it")
+    return MethodRun(BASELINE_SLUG, "baseline", "baseline (palette + blur)", outputs, None, "", False, desc,
+                     {"blur_sigma": blur_sigma, "space": "CIELAB", "reference_images": len(test.reference)})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -237,6 +347,7 @@ class Row:
     fid: FidKid | None
     psnr: float | None
     ssim: float | None
+    edge_ssim: float | None  # SSIM of Sobel gradient magnitudes against the ground truth
     content_loss: float
     style_loss: float | None  # None: no style images to compare with
     seconds_per_image: float | None
@@ -271,8 +382,9 @@ def scoring_extractor(cfg: ReportConfig, device: torch.device) -> tuple[VGG19Fea
 
 
 def compute_rows(cfg: ReportConfig, test: TestSet, runs: list[MethodRun], device: torch.device,
-                 feature_extractor: nn.Module | None = None, log: Log = print) -> tuple[list[Row], Facts]:
-    """Every metric for every method (and the do-nothing row)."""
+                 feature_extractor: nn.Module | None = None, log: Log = print,
+                 baseline: MethodRun | None = None) -> tuple[list[Row], Facts]:
+    """Every metric for every method, the do-nothing row and the ``baseline`` row (:func:`baseline_run`)."""
     facts = Facts(len(test.inputs), len(test.reference), len(test.ground_truth) if test.ground_truth else 0,
                   styles=[Path(s) for s in cfg.style])
     inputs_u8 = [_load_u8(p) for p in test.inputs]
@@ -307,7 +419,8 @@ def compute_rows(cfg: ReportConfig, test: TestSet, runs: list[MethodRun], device
 
     gts = [_load_u8(g) for g in test.ground_truth] if test.ground_truth else None
     rows = []
-    for run in [MethodRun("input", "input", "input (unchanged)", list(test.inputs), None, ""), *runs]:
+    unchanged = MethodRun("input", "input", "input (unchanged)", list(test.inputs), None, "")
+    for run in [unchanged, *([baseline] if baseline is not None else []), *runs]:
         # Outputs are compared at the input's size (a method may work at another, e.g. Gatys' image.size).
         outs = [_load_u8(o, (i.shape[2], i.shape[1])) for o, i in zip(run.outputs, inputs_u8)]
         fk = None
@@ -317,18 +430,20 @@ def compute_rows(cfg: ReportConfig, test: TestSet, runs: list[MethodRun], device
             if fk.unavailable:
                 facts.fid_notes.append(f"{run.slug}: {fk.unavailable}")
             facts.kid_subset_size = facts.kid_subset_size or fk.kid_subset_size
-        psnr = ssim = None
+        psnr = ssim = edge = None
         per_image: dict[str, dict[str, float]] = {}
         if gts is not None:
             pairs = [(o if o.shape == g.shape else _load_u8(path, (g.shape[2], g.shape[1])), g)
                      for o, g, path in zip(outs, gts, run.outputs)]
-            values = [psnr_ssim(o, g) for o, g in pairs]
-            for name, (ps, ss) in zip(test.names, values):
-                per_image[name] = {"psnr": ps, "ssim": ss}
+            values = [(*psnr_ssim(o, g), edge_ssim(o, g)) for o, g in pairs]
+            for name, (ps, ss, es) in zip(test.names, values):
+                per_image[name] = {"psnr": ps, "ssim": ss, "edge_ssim": es}
             psnr = float(sum(v[0] for v in values) / len(values))
             ssim = float(sum(v[1] for v in values) / len(values))
+            edge = float(sum(v[2] for v in values) / len(values))
         lc, ls = vgg_losses(net, outs, inputs_u8, grams_for if style_imgs else None, weights, device)
-        rows.append(Row(run.slug, run.title, fk, psnr, ssim, lc, ls, run.seconds_per_image, run.device, per_image))
+        rows.append(Row(run.slug, run.title, fk, psnr, ssim, edge, lc, ls, run.seconds_per_image, run.device,
+                        per_image))
     return rows, facts
 
 
@@ -340,11 +455,18 @@ def compute_rows(cfg: ReportConfig, test: TestSet, runs: list[MethodRun], device
 class ReportData:
     config: ReportConfig
     test: TestSet
-    runs: list[MethodRun]
+    runs: list[MethodRun]  # the configured methods, in config order
     rows: list[Row]
     facts: Facts
     seconds_total: float
+    baseline: MethodRun | None = None  # the trivial baseline row's outputs (:func:`baseline_run`)
     curves: list[tuple[str, Path]] = field(default_factory=list)  # (title, PNG) of the runs' curves
+    curve_notes: list[str] = field(default_factory=list)  # events that could not be read (evaluation.curves)
+
+    @property
+    def shown(self) -> list[MethodRun]:
+        """Every output set the page shows besides the input and the ground truth: the baseline, the methods."""
+        return ([self.baseline] if self.baseline is not None else []) + self.runs
 
     def speed_ratios(self) -> list[tuple[str, str, float]]:
         """(method title, slowest method's short title, times faster) against the slowest method
@@ -379,5 +501,6 @@ def build_report_data(cfg: ReportConfig, out: Path, device: torch.device, rerun:
     else:
         test = folder_test_set(cfg.input, cfg.ground_truth or None, cfg.reference or None, cfg.limit)
     runs = run_methods(cfg, test, out, device, rerun, log)
-    rows, facts = compute_rows(cfg, test, runs, device, feature_extractor, log)
-    return ReportData(cfg, test, runs, rows, facts, time.perf_counter() - t0)
+    base = baseline_run(test, out, cfg.baseline_blur, log) if cfg.baseline else None
+    rows, facts = compute_rows(cfg, test, runs, device, feature_extractor, log, baseline=base)
+    return ReportData(cfg, test, runs, rows, facts, time.perf_counter() - t0, baseline=base)

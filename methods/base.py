@@ -30,7 +30,7 @@ import torch
 from data.image_io import pad_to_multiple, to_model_range, to_uint8
 from models.color import grey, preserve_color
 from utils.checkpoint import CheckpointError, load_strict
-from utils.device import autocast_context
+from utils.device import autocast_context, resolve_amp
 from utils.errors import UserError
 
 
@@ -61,7 +61,10 @@ class Method(ABC):
 
     def __init__(self, device: torch.device, amp: str = "off", label: str = "") -> None:
         self.device = device
-        self.amp = amp
+        # auto -> bf16 or off for this device (utils.device.resolve_amp): what runs, and what the
+        # fingerprint records, is the resolved mode; amp_choice says why (test.py prints it).
+        self.amp_choice = resolve_amp(amp, device)
+        self.amp = self.amp_choice.mode
         self._label = label
 
     @property

@@ -46,7 +46,9 @@ class TrainConfig:
     """Loop and speed options."""
 
     max_batches_per_epoch: int = 0  # 0 = the whole epoch (a student report on CycleGAN used 20)
-    amp: Literal["off", "bf16", "fp16"] = "off"  # autocast precision; fp16 (CUDA) with a GradScaler
+    # autocast precision: auto = bf16 where the device has it natively (CUDA >= 8.0, a CPU with AVX-512 bf16
+    # or AMX), else fp32 (utils/device.py); the run stores what auto chose. fp16 (CUDA) with a GradScaler
+    amp: Literal["off", "auto", "bf16", "fp16"] = "off"
     channels_last: bool = False  # NHWC memory layout (tensor cores on GPUs)
     compile: Literal["off", "default", "reduce-overhead", "max-autotune"] = "off"  # true = default
     grad_checkpoint: bool = False  # recompute residual blocks in backward (high resolution)

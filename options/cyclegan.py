@@ -86,7 +86,7 @@ class EvalConfig:
     every_epochs: int = 0  # 0 = off
     max_images: int = 0  # test images per domain (0 = all)
     batch_size: int = 16
-    amp: Literal["off", "bf16", "fp16"] = "bf16"  # the generators' precision; Inception runs in fp32
+    amp: Literal["off", "auto", "bf16", "fp16"] = "bf16"  # the generators' precision; Inception runs in fp32
     inception_weights: str = ""  # local file; "" = the torch cache (see docs/report.md, Weights)
     download: bool = False  # may fetch the Inception weights into the torch cache
     kid_subsets: int = 100

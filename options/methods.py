@@ -28,7 +28,7 @@ class MethodOptions:
     config: str = ""  # the method's own settings file (Gatys: experiments/gatys.yaml)
     settings: list[str] = field(default_factory=list)  # key=value overrides of those settings
     label: str = ""  # the report's row / column title (default: the method's own)
-    amp: Literal["off", "bf16", "fp16"] = "off"
+    amp: Literal["off", "auto", "bf16", "fp16"] = "off"  # auto: bf16 where the device has it natively, else fp32
 
 
 def validate_method_options(o: MethodOptions, key: str = "") -> None:

@@ -53,6 +53,8 @@ class ReportConfig:
     download: bool = True  # may fetch missing Inception / VGG weights
     kid_subsets: int = 100
     scoring: ScoringConfig = field(default_factory=ScoringConfig)
+    baseline: bool = True  # the trivial baseline row: inputs moved to the reference images' palette, blurred
+    baseline_blur: float = 1.5  # its Gaussian blur, sigma in pixels (0 = colour transfer only)
     grid_rows: int = 8  # test images in grid.png
     html_rows: int = 100  # test images shown in index.html
     title: str = "Unpaired translation and style transfer, side by side"
@@ -82,5 +84,6 @@ class ReportConfig:
         check(bool(cfg.scoring.content_layers), "scoring.content_layers", "needs at least one layer")
         check(bool(cfg.scoring.style_layers), "scoring.style_layers", "needs at least one layer")
         check(cfg.scoring.style_scale > 0, "scoring.style_scale", "must be > 0")
+        check(0 <= cfg.baseline_blur <= 100, "baseline_blur", f"must be in [0, 100] (pixels), got {cfg.baseline_blur}")
 
 

@@ -219,9 +219,10 @@ def test_alpha_drop_jpg_format_and_gallery(gen_file, tmp_path, capsys):
     assert names == ["a.jpg.png", "a.png.png", "b.png"]
     assert Image.open(tmp_path / "drop" / "a.png.png").mode == "RGB"
     html_text = (tmp_path / "drop" / "index.html").read_text()
-    assert html_text.count("<tr><td") == 3 and 'src="a.png.png"' in html_text and 'src="../in/a.jpg"' in html_text
-    assert 'src="_gallery_inputs/b.png"' in html_text  # browsers cannot show TIFF: an 8-bit copy
-    assert Image.open(tmp_path / "drop" / "_gallery_inputs" / "b.png").size == (10, 10)
+    assert html_text.count("<tr><td") == 3 and 'src="a.png.png"' in html_text and "../in" not in html_text
+    # Every input is shown from a small copy inside the output folder (TIFF too: browsers cannot show it).
+    assert 'src="_gallery_inputs/a.jpg.png.png"' in html_text and 'src="_gallery_inputs/b.png.png"' in html_text
+    assert Image.open(tmp_path / "drop" / "_gallery_inputs" / "b.png.png").size == (10, 10)
     assert "<p>3 images</p>" in html_text and "Failed" not in html_text
 
     code, _, _ = _run_cli(capsys, "--checkpoint", str(gen_file), "--input", str(src), "--output",
@@ -291,10 +292,10 @@ def test_non_utf8_file_name_in_the_gallery(gen_file, tmp_path, capsys):
     code, out, err = _run_cli(capsys, "--checkpoint", str(gen_file), "--input", str(src), "--output",
                               str(tmp_path / "out"), "--gallery")
     assert code == 0, err
-    assert sorted(os.listdir(os.fsencode(tmp_path / "out"))) == [b"caf\xe9.png", b"index.html"]
+    assert sorted(os.listdir(os.fsencode(tmp_path / "out"))) == [b"_gallery_inputs", b"caf\xe9.png", b"index.html"]
     assert Image.open(tmp_path / "out" / name).size == (12, 8)
     page = (tmp_path / "out" / "index.html").read_bytes().decode("utf-8")  # the page itself is valid UTF-8
-    assert 'src="caf%E9.png"' in page and 'src="../in/caf%E9.png"' in page and "caf\ufffd.png" in page
+    assert 'src="caf%E9.png"' in page and 'src="_gallery_inputs/caf%E9.png.png"' in page and "caf\ufffd.png" in page
 
 
 # ---------------------------------------------------------------------------------------------

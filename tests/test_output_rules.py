@@ -259,4 +259,4 @@ def test_an_output_name_over_255_bytes_fails_that_file_only(gen_file, tmp_path, 
     out = tmp_path / "out"
     assert _test(gen_file, src, out, "--gallery") == 0
     assert "translated 1, skipped 0 (already there), failed 2" in capsys.readouterr().out
-    assert sorted(os.listdir(out)) == ["index.html", "ok.png"]
+    assert sorted(os.listdir(out)) == ["_gallery_inputs", "index.html", "ok.png"]

@@ -124,8 +124,9 @@ def test_colliding_names_get_distinct_outputs_listed_once(gen_file, tmp_path, ca
     assert page.count("<tr><td") == 3
     for name in outputs:
         assert page.count(f'src="{name}"') == 1, name
-    for name in ("same.jpg", "same.jpg.png", "same.png"):
-        assert page.count(f'src="../in/{name}"') == 1, name
+    for name in outputs:  # each input's thumbnail, named after its own output
+        assert page.count(f'src="_gallery_inputs/{name}.png"') == 1, name
+    assert sorted(re.findall(r'<td title="[^"]*">([^<]+)', page)) == ["same.jpg", "same.jpg.png", "same.png"]
     # A second run maps every input to the same name again: all three are skipped, none renamed.
     code, out, _ = _test(capsys, gen_file, src, tmp_path / "out")
     assert code == 1 and "translated 0, skipped 3 (already there)" in out  # nothing done
@@ -203,7 +204,8 @@ def test_read_only_output_folder_for_the_gallery(gen_file, tmp_path, capsys, mon
     line = _one_error_line(err)
     assert code == 2 and f"cannot write the gallery in {tmp_path / 'out'}: Read-only file system" in line
     assert "the translated images themselves were written" in line
-    assert sorted(os.listdir(tmp_path / "out")) == ["p0.png", "p1.png"]  # and no temp file left behind
+    assert sorted(os.listdir(tmp_path / "out")) == ["_gallery_inputs", "p0.png", "p1.png"]  # and no temp file
+    assert sorted(os.listdir(tmp_path / "out" / "_gallery_inputs")) == ["p0.png.png", "p1.png.png"]
 
 
 @pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0,

@@ -20,9 +20,15 @@ from image_corpus import ROOT, load_script
 from PIL import Image
 
 from data.image_io import load_rgb, pil_to_uint8
-from evaluation.metrics import psnr_ssim
+from evaluation.metrics import edge_ssim, psnr_ssim
 from evaluation.render import COLUMNS, write_report
-from evaluation.report_data import build_report_data, dataset_test_set, folder_test_set
+from evaluation.report_data import (
+    build_report_data,
+    dataset_test_set,
+    folder_test_set,
+    lab_palette,
+    palette_transfer,
+)
 from options.config import load
 from options.report import ReportConfig
 
@@ -113,7 +119,7 @@ def test_report_has_every_row_column_and_the_training_curves(tiny_dataset, tiny_
 
     assert metrics["columns"] == list(COLUMNS)
     rows = {r["method"]: r for r in metrics["table"]}
-    assert list(rows) == ["input (unchanged)", "CycleGAN (step 6)",
+    assert list(rows) == ["input (unchanged)", "baseline (palette + blur)", "CycleGAN (step 6)",
                           "Gatys [random-weight VGG (no pretrained weights available)]"]
     for row in metrics["table"]:
         assert list(row) == list(COLUMNS)
@@ -124,23 +130,24 @@ def test_report_has_every_row_column_and_the_training_curves(tiny_dataset, tiny_
     assert float(cyc["s/image"]) > 0 and cyc["device"].startswith("cpu (")
     assert metrics["counts"] == {"inputs": 2, "reference": 2, "ground_truth": 2}
     assert "Inception" in metrics["fid_unavailable"] and "downloads are disabled" in metrics["fid_unavailable"]
-    assert set(metrics["methods"]) == {"input", "cyclegan", "gatys"}
+    assert set(metrics["methods"]) == {"input", "baseline", "cyclegan", "gatys"}
     assert set(metrics["methods"]["gatys"]["per_image"]) == {"0000.png", "0001.png"}
     assert metrics["settings"]["cyclegan"]["step"] == 6 and metrics["settings"]["gatys"]["steps"] == 2
     assert metrics["reused"] == {"cyclegan": False, "gatys": False} and not metrics["vgg_pretrained"]
 
     md = (out / "metrics.md").read_text()
-    assert "| " + " | ".join(COLUMNS) + " |" in md and md.count("unavailable: no Inception weights offline") == 6
+    assert "| " + " | ".join(COLUMNS) + " |" in md and md.count("unavailable: no Inception weights offline") == 8
     assert "random-weight VGG" in md
-    assert stdout.count("\n| ") >= 4 and f"report: {out / 'index.html'}" in stdout
+    assert stdout.count("\n| ") >= 5 and f"report: {out / 'index.html'}" in stdout
 
     page = (out / "index.html").read_text()
     for header in ("input", "CycleGAN (step 6)", "Gatys [random-weight VGG", "ground truth", *COLUMNS,
-                   "Training curves", f"CycleGAN (step 6) ({trainer.run_dir})"):
+                   "Training curves", f"CycleGAN ({trainer.run_dir})"):
         assert header in page, header
     srcs = re.findall(r"<img[^>]* src='([^']*)'", page)
-    # 2 rows x 4 columns, 1 style image, 1 curves plot: every image embedded (self-contained).
-    assert len(srcs) == 2 * 4 + 1 + 1 and all(s.startswith("data:image/") for s in srcs)
+    # 2 rows x 5 columns (input, baseline, 2 methods, ground truth), 1 style image, 1 curves plot: every
+    # image embedded (self-contained).
+    assert len(srcs) == 2 * 5 + 1 + 1 and all(s.startswith("data:image/") for s in srcs)
     curves = re.search(r"<img class='c' src='data:image/png;base64,([^']*)'", page)
     assert base64.b64decode(curves.group(1)) == (out / "curves" / "cyclegan.png").read_bytes()  # the PNG itself
     plot = Image.open(out / "curves" / "cyclegan.png")
@@ -151,7 +158,8 @@ def test_report_has_every_row_column_and_the_training_curves(tiny_dataset, tiny_
     assert [step for step, _ in scalars["val/cycle_l1"]] == [6] and len(scalars["loss/G_A"]) >= 3
 
     grid = Image.open(out / "grid.png")
-    assert grid.size == (4 * 132 + 4, 22 + 2 * 132 + 4)  # 4 columns, 2 rows of 128 px cells
+    # 5 columns, 2 rows of 128 px cells, then the Gatys column's note (one line of 13 px and a 4 px margin).
+    assert grid.size == (5 * 132 + 4, 22 + 2 * 132 + 4 + 13 + 4)
 
 
 def test_metrics_are_the_real_values(tiny_dataset, tmp_path, tiny_features):
@@ -168,11 +176,21 @@ def test_metrics_are_the_real_values(tiny_dataset, tmp_path, tiny_features):
     def u8(p: Path) -> torch.Tensor:
         return pil_to_uint8(load_rgb(p))
 
-    for method, files in (("input", inputs), ("gatys", [out / "outputs" / "gatys" / p.name for p in inputs])):
+    for method in ("input", "baseline", "gatys"):
+        files = inputs if method == "input" else [out / "outputs" / method / p.name for p in inputs]
         values = [psnr_ssim(u8(f), u8(g)) for f, g in zip(files, gts)]
+        edges = [edge_ssim(u8(f), u8(g)) for f, g in zip(files, gts)]
         assert rows[method].psnr == pytest.approx(np.mean([v[0] for v in values]), rel=1e-9)
         assert rows[method].ssim == pytest.approx(np.mean([v[1] for v in values]), rel=1e-9)
+        assert rows[method].edge_ssim == pytest.approx(np.mean(edges), rel=1e-9)
         assert rows[method].per_image["0001.png"]["psnr"] == pytest.approx(values[1][0], rel=1e-9)
+        assert rows[method].per_image["0001.png"]["edge_ssim"] == pytest.approx(edges[1], rel=1e-9)
+    # The baseline's outputs: the inputs' palette moved to the reference (= ground truth) images' palette, blurred.
+    source = lab_palette([np.asarray(load_rgb(p)) for p in inputs])
+    target = lab_palette([np.asarray(load_rgb(g)) for g in gts])
+    for p in inputs:
+        expected = palette_transfer(np.asarray(load_rgb(p)), source, target, blur_sigma=1.5)
+        assert np.array_equal(np.asarray(load_rgb(out / "outputs" / "baseline" / p.name)), expected)
     assert 5 < rows["input"].psnr < 40 and rows["input"].psnr != rows["gatys"].psnr
 
     # FID/KID against the ground truth folder (the default reference): the ground truth measured
@@ -191,7 +209,7 @@ def test_metrics_are_the_real_values(tiny_dataset, tmp_path, tiny_features):
     result = write_report(data, out)
     assert result["methods"]["input"]["psnr"] == rows["input"].psnr and result["fid_unavailable"] is None
     assert float(result["table"][0]["FID"]) == pytest.approx(rows["input"].fid.fid, abs=0.01)
-    for row, title in zip(result["table"], ("input (unchanged)", rows["gatys"].title)):
+    for row, title in zip(result["table"], ("input (unchanged)", "baseline (palette + blur)", rows["gatys"].title)):
         assert row["method"] == title and float(row["FID"]) >= 0 and re.fullmatch(r"-?[\d.e-]+ ± [\d.e-]+", row["KID"])
 
 
@@ -286,3 +304,51 @@ def test_json_has_no_infinity(tiny_dataset, tmp_path):
     text = (out / "metrics.json").read_text()
     assert "Infinity" not in text and json.loads(text)["methods"]["input"]["psnr"] == "inf"
     assert result["table"][0]["PSNR"] == "inf (identical)"
+
+
+def test_reused_outputs_must_still_hold_the_bytes_the_report_wrote(tiny_dataset, run, tmp_path, capsys):
+    """Issue 23 item 11: a copied ground-truth file, a truncated output or an old run.json without output
+    hashes is never reused (no "inf (identical)" row, no traceback): the method runs again."""
+    cfg = write_config(tmp_path / "report.yaml", run, tiny_dataset)
+    out = tmp_path / "out"
+    first, _ = _report(capsys, cfg, out)
+    target = out / "outputs" / "cyclegan" / "0000.png"
+    shutil.copy(tiny_dataset / "testA" / "0000.png", target)  # the ground truth itself, as an "output"
+    metrics, stdout = _report(capsys, cfg, out)
+    assert metrics["reused"] == {"cyclegan": False, "gatys": True}
+    assert f"{target} changed since the report wrote it: running again" in stdout
+    assert metrics["methods"]["cyclegan"]["per_image"]["0000.png"] == first["methods"]["cyclegan"]["per_image"][
+        "0000.png"] and metrics["methods"]["cyclegan"]["psnr"] != "inf"
+    target.write_bytes(target.read_bytes()[:40])  # truncated
+    metrics, _ = _report(capsys, cfg, out)
+    assert metrics["reused"]["cyclegan"] is False
+    assert metrics["methods"]["cyclegan"]["per_image"] == first["methods"]["cyclegan"]["per_image"]
+    meta = json.loads((out / "outputs" / "gatys" / "run.json").read_text())
+    assert set(meta["outputs"]) == {"0000.png", "0001.png"}
+    del meta["outputs"]  # as an earlier release wrote it
+    (out / "outputs" / "gatys" / "run.json").write_text(json.dumps(meta))
+    metrics, stdout = _report(capsys, cfg, out)
+    assert metrics["reused"] == {"cyclegan": True, "gatys": False} and "records no output hashes" in stdout
+
+
+def test_report_says_what_it_runs_once_and_reports_progress_of_a_slow_method(tiny_dataset, run, tmp_path, capsys,
+                                                                             monkeypatch):
+    import evaluation.report_data as rd
+
+    real = rd._progress_log
+    monkeypatch.setattr(rd, "_progress_log", lambda slug, log: real(slug, log, every_s=0.0))
+    _, stdout = _report(capsys, write_config(tmp_path / "report.yaml", run, tiny_dataset), tmp_path / "out")
+    assert stdout.count("loaded G_B (B->A)") == 1 and stdout.count("Gatys: lbfgs") == 1
+    assert "gatys: 1/2 images (" in stdout  # a line per image at every_s=0 (10 s in a real report)
+
+
+def test_a_folder_named_like_an_events_file_is_a_note_not_a_write_error(tiny_dataset, run, tmp_path, capsys):
+    """Issue 23 item 16: it used to end the report with "cannot write the report ... read-only or full?"."""
+    bad = run / "tb" / "events.out.tfevents.1700000000.host.1.0"
+    bad.mkdir(parents=True)
+    code = cli.main(["--config", str(write_config(tmp_path / "r.yaml", run, tiny_dataset)), "--output",
+                     str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code == 0 and f"WARNING: training curves: {bad} is a folder, not an events file" in err
+    notes = json.loads((tmp_path / "out" / "metrics.json").read_text())["notes"]
+    assert any(n.startswith(f"Training curves: {bad} is a folder") for n in notes)

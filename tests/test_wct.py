@@ -296,7 +296,7 @@ def test_report_has_wct_and_adain_rows_with_numbers(trained, tiny_dataset, tmp_p
     data = build_report_data(cfg, tmp_path / "report", torch.device("cpu"), feature_extractor=tiny_features,
                              log=lambda _: None)
     rows = {r.method: r for r in data.rows}
-    assert set(rows) == {"input", "wct", "adain"}
+    assert set(rows) == {"input", "baseline", "wct", "adain"}
     for key in ("wct", "adain"):
         r = rows[key]
         assert all(np.isfinite(v) for v in (r.psnr, r.ssim, r.content_loss, r.style_loss, r.seconds_per_image))

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,7 +56,7 @@ from training.schedulers import Scheduler, build_scheduler, step_scheduler
 from training.signals import StopRequests, ignore_stop_signals
 from training.window import LossWindow
 from utils.checkpoint import CheckpointError, checkpoint_path, prune_checkpoints, save_atomic, training_state
-from utils.device import DeviceError, autocast_context, resolve_device
+from utils.device import DeviceError, autocast_context, resolve_amp, resolve_device, warn_once
 from utils.errors import UserError
 
 
@@ -70,6 +71,15 @@ class TrainResult:
     stopped_early: bool
     last_checkpoint: Path | None
     metrics: dict[str, float] = field(default_factory=dict)
+
+
+def _duration(seconds: float) -> str:
+    """``41.2 s``, ``12 min 5 s``, ``3 h 02 min``: an epoch's wall time (training, validation, FID)."""
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    if seconds < 3600:
+        return f"{int(seconds // 60)} min {int(seconds % 60)} s"
+    return f"{int(seconds // 3600)} h {int(seconds % 3600 // 60):02d} min"
 
 
 def set_requires_grad(net: nn.Module, flag: bool) -> None:
@@ -87,13 +97,19 @@ class Trainer:
         self.cfg = cfg
         try:
             self.device = resolve_device(cfg.device, dist.local_rank())
-            autocast_context(self.device, cfg.train.amp)  # fp16 on CPU fails here, before any work
+            # auto -> what this device runs fast; the config (config.yaml, every checkpoint) stores the
+            # choice, so a resume runs what ran, and the start line says it.
+            self.amp_choice = resolve_amp(cfg.train.amp, self.device)
+            autocast_context(self.device, self.amp_choice.mode)  # fp16 on CPU fails here, before any work
         except DeviceError as e:
             raise TrainingError(f"device={cfg.device!r}, train.amp={cfg.train.amp!r}: {e}") from e
+        cfg.train.amp = self.amp_choice.mode
         dist.init(self.device.type)
         if self.device.type == "cuda":
             torch.cuda.set_device(self.device)
         self.rank, self.world, self.is_main = dist.rank(), dist.world_size(), dist.is_main()
+        if self.is_main and self.amp_choice.warning:
+            warn_once(self.amp_choice.warning.replace("use amp auto or off", "use train.amp=auto or off"))
         seed_everything(cfg.seed + self.rank, cfg.deterministic, self.device)
         self.run_dir = cfg.run_dir
         self.folder = RunFolder(self.run_dir, resume=cfg.resume, overwrite=overwrite, enabled=self.is_main)
@@ -384,15 +400,18 @@ class Trainer:
             folder.close()
 
     def _header(self) -> str:
-        return (f"run {self.run_dir} | {self.method} | device {self.device} x{self.world} | {self.describe()} | "
-                f"epochs {self.epoch}/{self.cfg.total_epochs} | {self.batches_per_epoch()} batches/epoch")
+        return (f"run {self.run_dir} | {self.method} | device {self.device} x{self.world} | "
+                f"{self.amp_choice.describe()} | {self.describe()} | epochs {self.epoch}/{self.cfg.total_epochs} | "
+                f"{self.batches_per_epoch()} batches/epoch")
 
     def _run_epoch(self, total_epochs: int) -> bool:
         """Train one epoch (or its remainder); returns True when stopped by a signal."""
         cfg = self.cfg
+        self._epoch_t0 = time.perf_counter()
+        # disable=None: no bar when stderr is not a terminal (a log file gets no \r and escape codes)
         bar = tqdm(total=self.batches_per_epoch(), initial=self.batch_in_epoch,
-                   disable=not (self.is_main and cfg.log.progress), desc=f"epoch {self.epoch + 1}/{total_epochs}",
-                   dynamic_ncols=True, leave=True)
+                   disable=None if (self.is_main and cfg.log.progress) else True,
+                   desc=f"epoch {self.epoch + 1}/{total_epochs}", dynamic_ncols=True, leave=True)
         stop_check = max(1, min(cfg.log.scalars_every, 10))
         try:
             for batch in self._batches():
@@ -416,8 +435,10 @@ class Trainer:
                     self._flush_scalars(None)
                     self._save_final()
                     if self.is_main:
-                        print(f"stopped at epoch {self.epoch} batch {self.batch_in_epoch} (step {self.step}); "
-                              f"resume with: python train.py --resume {self.run_dir}", flush=True)
+                        # 1-based, as the progress bar ("epoch 2/5"): self.epoch counts the finished ones
+                        print(f"stopped at epoch {self.epoch + 1}/{total_epochs} batch {self.batch_in_epoch}/"
+                              f"{self.batches_per_epoch()} (step {self.step}); resume with: python train.py "
+                              f"--resume {self.run_dir}", flush=True)
                     return True
         finally:
             bar.close()
@@ -473,8 +494,9 @@ class Trainer:
             health = "".join([f" | skipped images {len(self.skipped_images)}" if self.skipped_images else "",
                               f" | non-finite steps {self.nonfinite_total}" if self.nonfinite_total else ""])
             lr = next(iter(self.optimizers.values())).param_groups[0]["lr"]
-            print(f"epoch {self.epoch}/{cfg.total_epochs} done | {vals}lr {lr:.2e} | step {self.step}{health}",
-                  flush=True)
+            took = time.perf_counter() - getattr(self, "_epoch_t0", time.perf_counter())
+            print(f"epoch {self.epoch}/{cfg.total_epochs} done | {vals}lr {lr:.2e} | step {self.step}{health} | "
+                  f"{_duration(took)}", flush=True)
         if self.epoch == cfg.total_epochs:
             self._save_final()
         elif cfg.checkpoint.every_epochs and self.epoch % cfg.checkpoint.every_epochs == 0:

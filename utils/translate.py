@@ -26,7 +26,7 @@ import itertools
 import os
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
@@ -91,6 +91,7 @@ class FolderJob:
     workers: int = 2
     progress: bool = True
     files: list[Path] | None = None  # only these images of the input folder (the report's test set)
+    on_progress: Callable[[int, int], None] | None = None  # (done, total) after each image (report.py's log)
 
 
 @dataclass
@@ -105,6 +106,7 @@ class FolderSummary:
     seconds: float = 0.0
     method_seconds: float = 0.0
     pairs: list[tuple[Path, Path]] = field(default_factory=list)
+    written: set[Path] = field(default_factory=set)  # the outputs of ``pairs`` this run wrote (the rest were there)
     losses: dict[str, dict[str, float]] = field(default_factory=dict)  # output name -> losses (Gatys)
 
     @property
@@ -245,8 +247,10 @@ class _FolderRun:
                 self.done[i] = (src, dst)
             else:
                 self.todo.append(_Item(i, src, dst))
-        self.bar = tqdm(total=len(plan), unit="img", disable=not job.progress, dynamic_ncols=True)
+        # disable=None: no bar when stderr is not a terminal (a log file gets no \r and escape codes)
+        self.bar = tqdm(total=len(plan), unit="img", disable=None if job.progress else True, dynamic_ncols=True)
         self.bar.update(self.summary.skipped + failed_early)
+        self.total, self.finished = len(plan), self.summary.skipped + failed_early
         self.batch = max(1, min(job.batch_size, method.max_batch or job.batch_size))
         self.saves: deque[tuple[_Item, Future]] = deque()
 
@@ -267,7 +271,13 @@ class _FolderRun:
 
     def fail(self, item: _Item, reason: str) -> None:
         self.summary.failed.append((str(item.src), reason))
+        self.advance()
+
+    def advance(self) -> None:
         self.bar.update(1)
+        self.finished += 1
+        if self.job.on_progress is not None:
+            self.job.on_progress(self.finished, self.total)
 
     def finish(self, item: _Item, y: torch.Tensor) -> None:
         img = uint8_to_pil(y)
@@ -290,8 +300,9 @@ class _FolderRun:
                 self.fail(item, f"cannot write {item.dst}: {e.strerror or e}")
                 continue
             self.summary.translated += 1
+            self.summary.written.add(item.dst)
             self.done[item.index] = (item.src, item.dst)
-            self.bar.update(1)
+            self.advance()
 
     def run(self, batch: list[_Item], pool: ThreadPoolExecutor) -> None:
         x = torch.stack([it.x for it in batch])
@@ -347,6 +358,24 @@ class _FolderRun:
         return s
 
 
+def check_job(job: FolderJob) -> list[tuple[Path, Path]]:
+    """Check the options and the output rules (:func:`check_output_folder`) without writing
+    anything; returns the plan of :func:`plan_outputs`. Commands call it before loading a model,
+    so a bad option or output is refused at once; :func:`output_folder` checks again.
+
+    Raises:
+        TranslateError: a bad option, the input does not exist, the output is unusable.
+    """
+    if job.batch_size < 1:
+        raise TranslateError(f"batch size must be >= 1, got {job.batch_size}")
+    if not 1 <= job.quality <= 100:
+        raise TranslateError(f"--quality must be in [1, 100], got {job.quality}")
+    for name, value in (("--load-size", job.load_size), ("--max-size", job.max_size)):
+        if value is not None and not 1 <= value <= 16384:
+            raise TranslateError(f"{name} must be in [1, 16384], got {value}")
+    return plan_outputs(Path(job.input), Path(job.output), job.recursive, job.fmt, job.files)
+
+
 @contextmanager
 def output_folder(job: FolderJob) -> Iterator[list[tuple[Path, Path]]]:
     """Check the options and the output rules, make the output folder, and hold its lock while the
@@ -358,14 +387,7 @@ def output_folder(job: FolderJob) -> Iterator[list[tuple[Path, Path]]]:
         TranslateError: a bad option, the input does not exist, the output is unusable.
         FolderInUseError: another live process writes into the output folder.
     """
-    if job.batch_size < 1:
-        raise TranslateError(f"batch size must be >= 1, got {job.batch_size}")
-    if not 1 <= job.quality <= 100:
-        raise TranslateError(f"--quality must be in [1, 100], got {job.quality}")
-    for name, value in (("--load-size", job.load_size), ("--max-size", job.max_size)):
-        if value is not None and not 1 <= value <= 16384:
-            raise TranslateError(f"{name} must be in [1, 16384], got {value}")
-    plan = plan_outputs(Path(job.input), Path(job.output), job.recursive, job.fmt, job.files)
+    plan = check_job(job)
     out = Path(job.output)
     with ExitStack() as stack:
         try:
