@@ -40,7 +40,7 @@ class MethodsSpec:
 
 def config(ws: Workspace, method: str, spec: MethodsSpec, amp: str) -> Any:
     """The method's paper setting at the spec's sizes, no validation images, nothing logged."""
-    from options.training import load_training_config
+    from options.common import load_training_config
 
     # The authors' nce_layers end at the fifth residual block (16); a shallower generator ends earlier.
     layers = [f"loss.nce_layers=[0,4,8,12,{11 + spec.n_blocks}]"] if method != "cyclegan" and spec.n_blocks < 5 else []

@@ -34,7 +34,7 @@ class QualitySpec:
 
 def quality_run(ws: Workspace, spec: QualitySpec, amp: str, seed: int) -> dict[str, Any]:
     """Train one quickstart-like run; its validation metric in its own precision and in fp32."""
-    from options.training import load_training_config
+    from options.common import load_training_config
 
     data_root = spec.data_root or str(ws.root / "demo")
     cfg = load_training_config(ROOT / "experiments" / "quickstart.yaml", [

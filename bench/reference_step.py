@@ -10,7 +10,7 @@ backward; ``optimizer_D.step``. fp32, eager, PyTorch's default (unfused) Adam wi
 (beta1, 0.999), no finite checks; the batch is a float tensor in [-1, 1] already on the device
 (the reference's ``set_input`` copies it there). The networks are this project's
 (:func:`models.cyclegan.build_generator` / ``build_discriminator``, the reference's layout) and
-the losses :mod:`models.gan_losses` (the reference's ``GANLoss`` and ``L1Loss``), so with the same
+the losses of :mod:`models.gan_networks` (the reference's ``GANLoss`` and ``L1Loss``), so with the same
 weights and input the losses and updates equal this project's trainer with
 ``train.fused_adam=false`` (tests/test_bench.py checks it).
 """
@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from models.cyclegan import build_discriminator, build_generator
-from models.gan_losses import gan_loss, l1
+from models.gan_networks import gan_loss, l1
 
 
 class ReferencePool:

@@ -88,7 +88,7 @@ class Workspace:
                         grad_checkpoint: bool = False, fused_adam: bool = True, extra: list[str] | None = None) -> Any:
         """A validated CycleGAN config: the given networks and speed options, no validation
         images, no logging or checkpoints during the run, writing under the workspace."""
-        from options.training import load_training_config
+        from options.common import load_training_config
 
         overrides = [
             "method=cyclegan", f"name={self._name('cyclegan')}", f"device={self.device}",
@@ -142,7 +142,7 @@ class Workspace:
     def wct_checkpoint(self, width: float = 1.0, levels: tuple[str, ...] | None = None) -> Path:
         """A decoder run (every level of ``levels``, default all five) with a random-weight VGG-19
         encoder and random decoders, written by the decoder trainer's ``save()``."""
-        from options.training import load_training_config
+        from options.common import load_training_config
 
         key = ("wct", width, levels)
         if key in self._made:

@@ -42,7 +42,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from data.errors import DatasetError
+from utils.errors import DatasetError
 
 # scipy and scikit-image are imported where the images are made, not here: `--help` answers at once.
 
@@ -299,7 +299,7 @@ def make_demo_dataset(root: str | Path, spec: DemoSpec | None = None) -> Path:
     made with the same ``spec`` is kept as is, one made with another spec, with files missing,
     or left half-written by an interrupted run is replaced, deleting only the files its manifest
     lists. Raises
-    :class:`DemoDatasetError` (a :class:`~data.errors.DatasetError`) before touching
+    :class:`DemoDatasetError` (a :class:`~utils.errors.DatasetError`) before touching
     anything when ``root`` holds files the generator did not write.
     """
     spec = spec or DemoSpec()

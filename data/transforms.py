@@ -15,8 +15,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from data.errors import DatasetError
 from data.image_io import BadImageError, load_rgb, pil_to_uint8
+from utils.errors import DatasetError
 
 Preprocess = Literal["resize_and_crop", "crop", "scale_width", "scale_width_and_crop", "scale_shortside_and_crop",
                      "none"]

@@ -17,9 +17,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from data.errors import DatasetError
 from data.image_io import BadImageError, list_images, load_rgb, pil_to_uint8
 from data.transforms import Transform
+from utils.errors import DatasetError
 
 
 def check_dataset_root(root: Path, demo_config: str) -> None:

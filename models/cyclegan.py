@@ -15,8 +15,18 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from models.gan_losses import GanMode, discriminator_loss, gan_loss, l1
-from models.gan_networks import InitKind, NLayerDiscriminator, NormKind, ResnetGenerator, UpsampleKind, init_weights
+from models.gan_networks import (
+    GanMode,
+    InitKind,
+    NLayerDiscriminator,
+    NormKind,
+    ResnetGenerator,
+    UpsampleKind,
+    discriminator_loss,
+    gan_loss,
+    init_weights,
+    l1,
+)
 from models.terms import Terms
 
 

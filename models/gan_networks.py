@@ -1,4 +1,5 @@
-"""The GAN networks of CycleGAN and CUT: the ResNet generator and the n-layer PatchGAN discriminator.
+"""The GAN networks of CycleGAN and CUT: the ResNet generator, the n-layer PatchGAN discriminator,
+and their losses.
 
 Both follow Zhu et al. 2017 (appendix 7.2) and keep the public reference's module layout, so
 the parameter names match its checkpoints exactly (``model.1.weight``,
@@ -6,6 +7,12 @@ the parameter names match its checkpoints exactly (``model.1.weight``,
 loads into :class:`ResnetGenerator` with ``load_state_dict`` and no conversion. CUT (Park et al.
 2020, :mod:`models.cut`) builds its anti-aliased generator from the same blocks, as its authors'
 code does.
+
+Beside them the adversarial and L1 terms (Zhu et al. 2017, eqs. 1-3 and section 7.1), which CUT's
+objective uses too, as the reference keeps ``GANLoss`` beside its networks. How they combine into
+the objectives is in :mod:`models.cyclegan` and :mod:`training.cut`. Every reduction runs in fp32
+even under autocast, so bf16/fp16 training keeps exact loss values; targets are built to the
+prediction's shape, as PatchGAN outputs a grid of logits.
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
@@ -255,3 +263,31 @@ def init_weights(net: nn.Module, kind: InitKind = "normal", gain: float = 0.02) 
 
     net.apply(init_fn)
     return net
+
+
+GanMode = Literal["lsgan", "vanilla"]
+
+
+def gan_loss(pred: torch.Tensor, target_is_real: bool, mode: GanMode = "lsgan") -> torch.Tensor:
+    """Adversarial loss of discriminator logits ``pred`` (any shape) against a constant label.
+
+    lsgan: mean((pred - t)^2) with t = 1 for real, 0 for fake (Mao et al. 2017; the paper's
+    choice, section 4). vanilla: binary cross-entropy with logits (Goodfellow et al. 2014).
+    """
+    pred = pred.float()
+    target = torch.full_like(pred, 1.0 if target_is_real else 0.0)
+    if mode == "lsgan":
+        return F.mse_loss(pred, target)
+    if mode == "vanilla":
+        return F.binary_cross_entropy_with_logits(pred, target)
+    raise ValueError(f"unknown gan mode {mode!r}; valid: lsgan, vanilla")
+
+
+def l1(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Mean absolute error in fp32 (cycle and identity terms)."""
+    return F.l1_loss(a.float(), b.float())
+
+
+def discriminator_loss(pred_real: torch.Tensor, pred_fake: torch.Tensor, mode: GanMode = "lsgan") -> torch.Tensor:
+    """0.5 * (loss(D(real), 1) + loss(D(fake), 0)): halved to slow D relative to G (sec. 7.1)."""
+    return 0.5 * (gan_loss(pred_real, True, mode) + gan_loss(pred_fake, False, mode))

@@ -2,7 +2,7 @@
 
 ``total`` is their sum (what is minimised) and ``as_dict()`` the logs, under the fields' names,
 so a new term is one field and its expression. Values stay tensors on the device; the trainer's
-logging window (:mod:`training.window`) reads them back once per window, never per step.
+logging window (:class:`training.logger.LossWindow`) reads them back once per window, never per step.
 """
 
 from __future__ import annotations

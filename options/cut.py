@@ -26,15 +26,20 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
-from options.common import OptimConfig, RunConfig, TrainConfig, validate_optim, validate_run, validate_train
-from options.config import ConfigError, check
-from options.cyclegan import (
-    CycleGANTestSettings,
-    DataConfig,
+from options.common import (
     EvalConfig,
+    GeneratorTestSettings,
+    OptimConfig,
+    RunConfig,
+    TrainConfig,
+    UnalignedDataConfig,
     discriminator_output_side,
+    validate_optim,
+    validate_run,
+    validate_train,
     validate_unaligned_data,
 )
+from options.config import ConfigError, check
 
 Mode = Literal["cut", "fastcut"]
 
@@ -100,7 +105,7 @@ class CUTConfig(RunConfig):
     mode: Mode = "cut"  # cut or fastcut: the authors' --CUT_mode, filling the loss / epoch keys left unset
     name: str = "cut"
     direction: Literal["AtoB", "BtoA"] = "AtoB"  # the authors' --direction: BtoA trains G: B -> A (trainB is its input)
-    data: DataConfig = field(default_factory=DataConfig)
+    data: UnalignedDataConfig = field(default_factory=UnalignedDataConfig)
     model: CUTModelConfig = field(default_factory=CUTModelConfig)
     loss: CUTLossConfig = field(default_factory=CUTLossConfig)
     optim: CUTOptimConfig = field(default_factory=CUTOptimConfig)
@@ -196,4 +201,4 @@ def cut_discriminator_output_side(crop: int, n_layers: int, antialias: bool = Tr
     return side - 2
 
 
-CUTTestSettings = CycleGANTestSettings  # the same test-time overrides: ngf=, n_blocks=
+CUTTestSettings = GeneratorTestSettings  # test.py's overrides: ngf=, n_blocks=

@@ -19,8 +19,8 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from data.demo import DemoSpec, make_demo_dataset  # noqa: E402
+from options.common import load_training_config  # noqa: E402
 from options.cyclegan import CycleGANConfig  # noqa: E402
-from options.training import load_training_config  # noqa: E402
 
 # The one tiny CycleGAN: 8 + 8 demo images (2 held out per domain), 32 px crops, 2 epochs of 6 steps.
 TINY = [

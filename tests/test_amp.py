@@ -15,10 +15,10 @@ from PIL import Image
 
 from methods.loading import load_method
 from models.cyclegan import build_generator
+from options.common import load_training_config
 from options.config import load
 from options.methods import MethodOptions
 from options.report import ReportConfig
-from options.training import load_training_config
 from utils import device as dev
 from utils.device import resolve_amp
 

@@ -18,7 +18,7 @@ from conftest import BATCHES_PER_EPOCH
 from helpers import ROOT, sha, steps_on_disk
 
 import train
-from options.training import load_training_config
+from options.common import load_training_config
 from utils.checkpoint import (
     CheckpointError,
     list_checkpoints,

@@ -15,11 +15,11 @@ import pytest
 
 import train
 from methods import TRAINABLE, training_schema
+from options.common import load_training_config
 from options.config import ConfigError, build, load, to_dict
 from options.cyclegan import CycleGANConfig
 from options.gatys import load_gatys_config
 from options.report import ReportConfig
-from options.training import load_training_config
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 

@@ -13,8 +13,8 @@ from helpers import same, snapshot
 
 import train
 from models.cut import nce_channels
+from options.common import load_training_config
 from options.config import ConfigError
-from options.training import load_training_config
 from utils.checkpoint import list_checkpoints, read_training_checkpoint
 
 CUT_TINY = [

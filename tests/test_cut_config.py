@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 
 from methods import METHODS, training_schema
+from options.common import load_training_config, refused_resume_changes
 from options.config import ConfigError, to_dict
 from options.cut import CUTConfig, cut_discriminator_output_side, encoder_depth
-from options.training import load_training_config, refused_resume_changes
 
 
 def _cfg(*overrides: str) -> CUTConfig:

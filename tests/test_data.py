@@ -13,12 +13,12 @@ import torch
 from image_corpus import BAD, make_corpus, truncated_jpeg
 from PIL import Image
 
-from data.errors import DatasetError
 from data.folder import ImageFolderDataset, content_images
 from data.image_io import list_images
-from data.samplers import EpochSampler
 from data.transforms import Transform, split_train_val
 from data.unaligned import UnalignedDataset, image_folder
+from training.distributed import EpochSampler
+from utils.errors import DatasetError
 
 
 def test_transform_modes() -> None:

@@ -101,7 +101,7 @@ def test_two_processes_of_batch_1_train_as_one_process_of_batch_2(tiny_dataset: 
                 "train.max_batches_per_epoch=1", "deterministic=true", f"optim.lr={lr}"]
     torchrun(tmp_path / "dump", *one_step, f"log.root={tmp_path / 'ddp'}", "name=ddp")
     ddp, _ = load_dumps(tmp_path / "dump")
-    from options.training import load_training_config
+    from options.common import load_training_config
 
     single = make_trainer(load_training_config(None, [*one_step, "data.batch_size=2", f"log.root={tmp_path / 's'}",
                                                       "name=single"]))

@@ -12,7 +12,7 @@ from PIL import Image
 
 import data.demo as demo
 from data.demo import DemoDatasetError, DemoSpec, make_demo_dataset, painterly, planned_files
-from data.errors import DatasetError
+from utils.errors import DatasetError
 
 TINY = DemoSpec(size=24, n_train_A=3, n_train_B=4, n_test=2, seed=5)
 OTHER = DemoSpec(size=24, n_train_A=2, n_train_B=2, n_test=3, seed=6)

@@ -43,7 +43,7 @@ def test_fid_of_a_generator_that_copies_its_input_is_that_of_the_test_sets(tiny_
     import torch
 
     from evaluation.metrics import extract_features, fid_kid
-    from options.cyclegan import EvalConfig
+    from options.common import EvalConfig
 
     ev = during.TrainingEvaluator(tiny_dataset, EvalConfig(every_epochs=1, amp="off"), 32, torch.device("cpu"),
                                   log=None, feature_extractor=tiny_features)

@@ -34,9 +34,9 @@ from models.cut import build_generator as build_cut_generator
 from models.cyclegan import build_generator
 from models.johnson import TransformerNet
 from models.wct import build_decoders
+from options.common import load_training_config
 from options.config import to_dict
 from options.methods import MethodOptions
-from options.training import load_training_config
 from utils.checkpoint import (
     CheckpointError,
     checkpoint_path,

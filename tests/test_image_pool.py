@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from training.image_pool import ImagePool
+from training.cyclegan import ImagePool
 
 
 def _images(n: int, start: int) -> torch.Tensor:

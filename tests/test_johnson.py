@@ -17,7 +17,6 @@ from helpers import legacy_fast_neural_style_file, randomise, stop_after
 from PIL import Image
 
 import train
-from data.errors import DatasetError
 from evaluation.render import write_report
 from evaluation.report_data import build_report_data
 from methods.loading import load_method, open_weights
@@ -25,12 +24,13 @@ from models.color import rgb_to_yiq
 from models.johnson import TransformerNet
 from models.style_losses import style_grams
 from models.vgg import layer_names
+from options.common import load_training_config
 from options.config import ConfigError, build, to_dict
 from options.johnson import vgg_layer_names
 from options.methods import MethodOptions
 from options.report import ReportConfig
-from options.training import load_training_config
 from utils.checkpoint import read_training_checkpoint
+from utils.errors import DatasetError
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["method=johnson", "device=cpu", "data.load_size=32", "data.crop_size=32", "data.num_workers=0",

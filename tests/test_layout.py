@@ -4,6 +4,7 @@ models/, and a method's trainer imports no other method's modules."""
 from __future__ import annotations
 
 import ast
+import dataclasses
 import json
 import subprocess
 import sys
@@ -15,11 +16,12 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # The modules that belong to one method (shared building blocks such as models/gan_networks.py are not listed).
 OWN = {
-    "cyclegan": {"models.cyclegan", "training.cyclegan", "methods.cyclegan"},
-    "cut": {"models.cut", "training.cut", "methods.cut"},
-    "johnson": {"models.johnson", "training.johnson", "methods.johnson"},
-    "wct": {"models.wct", "training.wct", "methods.wct"},
-    "gatys": {"models.gatys", "methods.gatys"},
+    "cyclegan": {"models.cyclegan", "training.cyclegan", "methods.cyclegan", "options.cyclegan"},
+    "cut": {"models.cut", "training.cut", "methods.cut", "options.cut"},
+    "johnson": {"models.johnson", "training.johnson", "methods.johnson", "options.johnson"},
+    "wct": {"models.wct", "training.wct", "methods.wct", "options.wct"},
+    "gatys": {"models.gatys", "methods.gatys", "options.gatys"},
+    "onnx": {"methods.onnx", "options.onnx"},
 }
 
 
@@ -63,3 +65,16 @@ def test_a_trainer_imports_no_module_of_another_method() -> None:
         others = set().union(*(own for m, own in OWN.items() if m != method))
         assert OWN[method] & set(modules), method  # its own trainer was imported
         assert not others & set(modules), (method, sorted(others & set(modules)))
+
+
+def test_every_table_entry_names_classes_that_exist_and_carry_their_rules() -> None:
+    import methods
+    from methods.base import Method
+
+    for name, entry in methods.METHODS.items():
+        assert issubclass(methods.inference_class(name), Method), name
+        assert dataclasses.is_dataclass(methods.settings_schema(name)), name
+        if entry.training:
+            schema = methods.training_schema(name)
+            assert callable(schema.validate) and isinstance(schema.RESUME_FROZEN, tuple), name
+            assert methods.trainer_class(name).__name__.endswith("Trainer"), name

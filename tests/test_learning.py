@@ -52,7 +52,7 @@ from PIL import Image
 
 from data.demo import DemoSpec, make_demo_dataset
 from evaluation.metrics import mean_psnr_ssim
-from options.training import load_training_config
+from options.common import load_training_config
 from training import build_trainer
 from training.cyclegan import CycleGANTrainer
 

@@ -1,4 +1,4 @@
-"""CycleGAN's objectives against hand-computed values (models/gan_losses.py, models/cyclegan.py)."""
+"""CycleGAN's objectives against hand-computed values (models/gan_networks.py, models/cyclegan.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from models.cyclegan import CycleWeights, DiscriminatorLosses, DiscriminatorPair, GeneratorLosses, Translations
-from models.gan_losses import discriminator_loss, gan_loss
+from models.gan_networks import discriminator_loss, gan_loss
 
 
 def test_lsgan_by_hand() -> None:

@@ -12,8 +12,8 @@ from image_corpus import load_script, noise
 from PIL import Image
 
 import methods.loading
+from options.common import load_training_config
 from options.config import ConfigError
-from options.training import load_training_config
 from utils.translate import FolderJob, run_folder
 
 test_cli = load_script("test")

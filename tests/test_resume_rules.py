@@ -45,7 +45,7 @@ def test_train_longer_applies_the_new_schedule_from_the_first_resumed_step(finis
 
 
 def test_resume_with_a_new_lr_trains_at_that_lr(finished_run: Path, make_trainer) -> None:
-    from options.training import load_training_config
+    from options.common import load_training_config
 
     ckpt = read_training_checkpoint(finished_run)
     cfg = load_training_config(None, ["optim.lr=1e-3", "optim.n_epochs=3", f"resume={finished_run}"],
@@ -65,7 +65,7 @@ def _opt_state(sd: dict) -> dict:
 
 def test_resume_with_changed_plateau_settings_keeps_the_reductions(tiny_dataset: Path, tmp_path: Path,
                                                                    make_trainer) -> None:
-    from options.training import load_training_config
+    from options.common import load_training_config
 
     base = _run(tiny_dataset, tmp_path, "optim.lr_policy=plateau", "optim.n_epochs=2", "optim.n_epochs_decay=0",
                 "optim.plateau_patience=0", "optim.plateau_threshold=10")  # every epoch "stalls": lr x0.2
@@ -130,7 +130,7 @@ def test_a_version_1_checkpoint_resumes_and_translates(finished_run: Path, tmp_p
 
 
 def test_stored_config_round_trips_through_resume(finished_run: Path) -> None:
-    from options.training import load_training_config
+    from options.common import load_training_config
 
     stored = read_training_checkpoint(finished_run).config
     cfg = load_training_config(None, [], base=stored)

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from models.cyclegan import CycleWeights, GeneratorLosses, Translations, build_generator
-from models.gan_losses import discriminator_loss
+from models.gan_networks import discriminator_loss
 from training.compile import CompiledOrEager, CompileFallback
 from training.trainer import TrainingError
 

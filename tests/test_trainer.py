@@ -204,7 +204,7 @@ def test_resume_from_cli_uses_stored_config(tiny_config, make_trainer, capsys: p
 
 
 def test_scalar_window_ignores_a_skipped_nan_step() -> None:
-    from training.window import LossWindow
+    from training.logger import LossWindow
 
     w = LossWindow(torch.device("cpu"))
     for g, d in ((1.0, float("nan")), (float("nan"), float("nan")), (3.0, float("nan"))):

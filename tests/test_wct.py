@@ -20,9 +20,9 @@ from methods.loading import load_method
 from models import wct as wct_model
 from models.color import preserve_color
 from models.feature_transforms import adain, feature_stats
+from options.common import load_training_config
 from options.config import ConfigError
 from options.methods import MethodOptions
-from options.training import load_training_config
 from options.wct import LEVELS
 from utils.checkpoint import list_checkpoints, read_training_checkpoint
 

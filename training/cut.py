@@ -37,14 +37,14 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import Dataset
 
 from data.demo import DemoSpec
-from data.samplers import EpochSampler
 from data.transforms import Transform, split_train_val
 from data.unaligned import UnalignedDataset, check_dataset_root, image_folder
 from models.cut import PatchSampleF, build_discriminator, build_generator, nce_channels, nce_loss
-from models.gan_losses import discriminator_loss, gan_loss
+from models.gan_networks import discriminator_loss, gan_loss
 from models.terms import Terms
 from options.cut import CUTConfig
 from training import distributed as dist
+from training.distributed import EpochSampler
 from training.trainer import Trainer, TrainingError, set_requires_grad
 
 

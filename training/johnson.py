@@ -37,7 +37,6 @@ from torch.utils.data import Dataset
 
 from data.folder import ImageFolderDataset, content_images
 from data.image_io import load_style_images
-from data.samplers import EpochSampler
 from data.transforms import Transform, split_train_val
 from models.johnson import (
     TransformerNet,
@@ -50,6 +49,7 @@ from models.style_losses import style_grams
 from models.vgg import VGGWeightsUnavailable, load_vgg
 from options.johnson import JohnsonConfig
 from training import distributed as dist
+from training.distributed import EpochSampler
 from training.trainer import Trainer, TrainingError
 
 

@@ -1,4 +1,5 @@
-"""What a resumed run restores from its checkpoint, and what it takes from today's config.
+"""What a resumed run restores from its checkpoint, and what it takes from today's config; seeding
+and the RNG state a checkpoint carries, so a resumed run draws what it would have.
 
 From the checkpoint: the networks, Adam's moments and step counts, the AMP scaler, the method's
 own state (e.g. image pools), counters, metrics, RNG states. From the config: every ``optim.*``
@@ -9,16 +10,16 @@ would no longer describe the checkpoint's networks (the architecture, the method
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from methods import training_schema
-from options.common import RunConfig
+from options.common import RunConfig, load_training_config, refused_resume_changes
 from options.config import ConfigError, build, changed_keys, parse_override, to_dict
-from options.training import load_training_config, refused_resume_changes
-from training.rng import set_rng_state
 from training.schedulers import build_scheduler, place_at
 from utils.checkpoint import CheckpointError, TrainingCheckpoint, read_training_checkpoint, run_folder_of
 
@@ -136,3 +137,36 @@ def _restore_schedules(trainer: Any, ckpt: TrainingCheckpoint, changed_optim: li
         trainer.schedulers[name] = build_scheduler(opt, o)
         old_base = old.get("lr_D") if name == "D" and old.get("lr_D") else old.get("lr")
         place_at(trainer.schedulers[name], epochs, saved, old.get("lr_policy"), old_base)
+
+
+def seed_everything(seed: int, deterministic: bool, device: torch.device) -> None:
+    """Seed Python, NumPy and torch; pick deterministic kernels or the fast ones for ``device``."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    if deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=device.type == "cuda")
+        torch.backends.cudnn.deterministic = True
+        torch.backends.cudnn.benchmark = False
+    elif device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+
+
+def rng_state(device: torch.device) -> dict[str, Any]:
+    state: dict[str, Any] = {"torch": torch.get_rng_state(), "python": random.getstate()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def set_rng_state(state: dict[str, Any], device: torch.device) -> None:
+    torch.set_rng_state(state["torch"])
+    random.setstate(_as_tuple(state["python"]))
+    if device.type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"], device)
+
+
+def _as_tuple(x: Any) -> Any:
+    return tuple(_as_tuple(v) for v in x) if isinstance(x, (list, tuple)) else x

@@ -39,25 +39,21 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from data.demo import DemoSpec, make_demo_dataset
-from data.errors import DatasetError
 from data.image_io import to_model_range
-from data.samplers import EpochSampler
 from data.transforms import Transform, load_validation_images
 from options.common import RunConfig
 from options.config import save, to_dict
 from training import distributed as dist
 from training.compile import CompileFallback, maybe_compile
-from training.logger import Logger
+from training.distributed import EpochSampler, StopRequests, ignore_stop_signals
+from training.logger import Logger, LossWindow
 from training.nonfinite import fused_step_unless, gradients_finite, scaled_step_unless
-from training.resume import resume
-from training.rng import rng_state, seed_everything
+from training.resume import resume, rng_state, seed_everything
 from training.run_dir import RunFolder
 from training.schedulers import Scheduler, build_scheduler, step_scheduler
-from training.signals import StopRequests, ignore_stop_signals
-from training.window import LossWindow
 from utils.checkpoint import CheckpointError, checkpoint_path, prune_checkpoints, save_atomic, training_state
 from utils.device import DeviceError, autocast_context, resolve_amp, resolve_device, warn_once
-from utils.errors import UserError
+from utils.errors import DatasetError, UserError
 
 
 class TrainingError(UserError):

@@ -36,13 +36,13 @@ from torch.utils.data import Dataset
 
 from data.folder import ImageFolderDataset, content_images
 from data.image_io import uint8_to_unit
-from data.samplers import EpochSampler
 from data.transforms import Transform, split_train_val
 from methods.base import MethodError
 from methods.wct import load_encoder
 from models.wct import LEVELS, build_decoders, decoder_losses, encode_levels
 from options.wct import WCTConfig
 from training import distributed as dist
+from training.distributed import EpochSampler
 from training.trainer import Trainer, TrainingError
 
 

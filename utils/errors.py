@@ -13,3 +13,7 @@ from __future__ import annotations
 
 class UserError(Exception):
     """A mistake in the user's input or environment; ``str(e)`` is the whole explanation."""
+
+
+class DatasetError(UserError):
+    """The dataset folder is missing or unusable; the message says what to do."""
