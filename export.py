@@ -34,6 +34,8 @@ import sys
 from pathlib import Path
 
 from options import cli
+from options.config import build
+from options.methods import MethodOptions
 
 FORMATS = ("onnx", "torchscript", "safetensors")
 METHOD_CHOICES = ("auto", "cyclegan", "cut", "johnson", "adain", "wct", "gatys")
@@ -75,8 +77,6 @@ def main(argv: list[str] | None = None) -> int:
         from methods.export import plan_export
         from methods.export_files import check_opset, check_output, export
         from methods.loading import open_weights
-        from options.config import build
-        from options.methods import MethodOptions
         from utils.device import resolve_device
 
         output = Path(args.output)

@@ -23,11 +23,16 @@ exit status: 0 report written, 2 error (bad config, unusable inputs or output), 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from contextlib import ExitStack
 from pathlib import Path
 
 from options import cli
+from options.config import load, to_yaml
+from options.report import ReportConfig
+from utils.errors import UserError
+from utils.files import folder_lock, write_text_atomic
 
 # report.py's own marker: written (before any output) into every folder the report writes, so only
 # such a folder counts as an earlier report; a metrics.json of anyone else's does not.
@@ -45,8 +50,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def check_report_folder(out: Path, overwrite: bool) -> None:
-    from utils.errors import UserError
-
     if out.exists() and not out.is_dir():
         raise UserError(f"--output {out} is a file; give a folder")
     if out.is_dir() and any(out.iterdir()) and not _is_report_folder(out) and not overwrite:
@@ -56,8 +59,6 @@ def check_report_folder(out: Path, overwrite: bool) -> None:
 
 def _is_report_folder(out: Path) -> bool:
     """True when ``out`` holds the marker report.py writes (a regular file with its JSON)."""
-    import json
-
     marker = out / REPORT_MARKER
     if marker.is_symlink() or not marker.is_file():
         return False
@@ -70,10 +71,6 @@ def _is_report_folder(out: Path) -> bool:
 def write_marker(out: Path) -> None:
     """Claim ``out`` as a report folder before anything else is written into it, so an interrupted
     report is still recognised (and its outputs reused) by the rerun."""
-    import json
-
-    from utils.files import write_text_atomic
-
     if not _is_report_folder(out):
         write_text_atomic(out / REPORT_MARKER, json.dumps({"written_by": "report.py", "version": 1}) + "\n")
 
@@ -82,20 +79,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
 
     def body() -> int:
-        from options.config import load, to_yaml
-        from options.report import ReportConfig
-
         overrides = list(args.overrides) + ([f"device={args.device}"] if args.device else [])
         cfg = load(ReportConfig, args.config, overrides)
         if args.dry_run:
             print(to_yaml(cfg), end="")
             return cli.EXIT_DONE
+        # Deferred: these load torch, which --help and --dry-run do not need.
         from evaluation.curves import run_curves
         from evaluation.render import summary_lines, write_report
         from evaluation.report_data import build_report_data
         from utils.device import resolve_device
-        from utils.errors import UserError
-        from utils.files import folder_lock
         from utils.translate import check_output_folder
 
         out = Path(args.output)

@@ -22,10 +22,17 @@ exit status: 0 at least one image done, 1 nothing done, 2 error, 130 interrupted
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
+from pathlib import Path
 
 from options import cli
+from options.config import to_yaml
+from options.gatys import load_gatys_config
+from options.methods import MethodOptions
+from utils.errors import UserError
+from utils.files import write_text_atomic
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -49,9 +56,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
 
     def body() -> int:
-        from options.config import to_yaml
-        from options.gatys import load_gatys_config
-
         settings = list(args.overrides)
         if args.vgg_weights:
             settings.insert(0, f"vgg.weights={args.vgg_weights}")
@@ -65,15 +69,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.dry_run:
             print(to_yaml(cfg), end="")
             return cli.EXIT_DONE
-        from utils.errors import UserError
-
         missing = [f for f, v in (("--input", args.input), ("--style", args.style), ("--output", args.output)) if not v]
         if missing:
             raise UserError(f"{', '.join(missing)} required (or use --dry-run)")
-        from pathlib import Path
-
+        # Deferred: these load torch, which --help and --dry-run do not need.
         from methods.gatys import GatysMethod
-        from options.methods import MethodOptions
         from utils.device import resolve_device
         from utils.translate import FolderJob, check_job, output_folder, run_folder
 
@@ -96,10 +96,8 @@ def main(argv: list[str] | None = None) -> int:
                           "seconds_per_image": summary.seconds_per_image, "device": str(method.device),
                           "settings": method.settings(), "losses": summary.losses,
                           "outputs": [str(dst) for _, dst in summary.pairs], "config": json.loads(json.dumps(
-                              __import__("dataclasses").asdict(cfg)))}
+                              dataclasses.asdict(cfg)))}
                 try:
-                    from utils.files import write_text_atomic
-
                     write_text_atomic(job.output / "gatys_run.json", json.dumps(record, indent=2))
                 except OSError as e:
                     raise UserError(f"cannot write {job.output / 'gatys_run.json'}: {e.strerror or e} (read-only or "

@@ -24,9 +24,8 @@ import sys
 from pathlib import Path
 
 from options import cli
-from options.common import RunConfig
+from options.common import RunConfig, load_training_config
 from options.config import to_yaml
-from options.training import load_training_config
 from training import build_trainer
 from utils.errors import UserError
 

@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import functools
 import hashlib
+import io
 import json
 import os
 from dataclasses import asdict, dataclass
@@ -42,6 +43,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from options import cli
 from utils.errors import DatasetError
 
 # scipy and scikit-image are imported where the images are made, not here: `--help` answers at once.
@@ -114,6 +116,8 @@ class DemoSpecError(DatasetError):
 
 @functools.cache
 def source_photo(name: str) -> np.ndarray:
+    # scikit-image and SciPy load only when images are made: every training run and
+    # `python -m data.demo --help` import this module (3 s more under load).
     from skimage import data
 
     if name.startswith("motorcycle_"):
@@ -215,8 +219,6 @@ def _random_crop(src: np.ndarray, band: tuple[float, float], size: int, rng: np.
 
 
 def _encode(img: np.ndarray) -> bytes:
-    import io
-
     buf = io.BytesIO()
     Image.fromarray((img * 255 + 0.5).astype(np.uint8)).save(buf, format="PNG")
     return buf.getvalue()
@@ -369,8 +371,6 @@ def make_demo_dataset(root: str | Path, spec: DemoSpec | None = None) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from options import cli
-
     p = cli.parser(CLI_HELP, prog="python -m data.demo")
     cli.add_output(p, "the dataset folder (a new or empty folder, or one this command made)", default="datasets/demo")
     p.add_argument("--root", dest="output", help=argparse.SUPPRESS)  # the old spelling

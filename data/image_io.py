@@ -21,6 +21,8 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from utils.errors import UserError
@@ -204,8 +206,6 @@ def save_image(img: Image.Image, dst: str | Path, quality: int = 95) -> None:
 
 def pil_to_uint8(img: Image.Image):  # -> torch.Tensor
     """PIL RGB or L -> uint8 tensor (C, H, W)."""
-    import torch
-
     arr = np.array(img, dtype=np.uint8, copy=True)
     arr = arr.reshape(arr.shape[0], arr.shape[1], -1)
     return torch.from_numpy(arr).permute(2, 0, 1).contiguous()
@@ -240,8 +240,6 @@ def unit_to_uint8(x):
 
 
 def _uint8():
-    import torch
-
     return torch.uint8
 
 
@@ -283,8 +281,6 @@ def padded_size(height: int, width: int, multiple: int = 4, minimum: int = 8) ->
 def pad_to_multiple(x, multiple: int = 4, minimum: int = 8):
     """Pad a float batch (N, C, H, W) by reflection (edge copies where reflection cannot reach)
     so H and W are multiples of ``multiple``; returns (padded, top, left) to crop back with."""
-    import torch.nn.functional as F
-
     h, w = x.shape[-2:]
     ph, pw = padded_size(h, w, multiple, minimum)
     top, left = (ph - h) // 2, (pw - w) // 2  # split the padding so both borders see the same context

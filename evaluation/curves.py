@@ -22,6 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from matplotlib.figure import Figure
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
 EVENTS_PREFIX = "events.out.tfevents."
 COLUMNS_PER_ROW = 3  # panels per row of a curve picture: 3 x 4 in x 100 dpi = 1200 px wide
 
@@ -62,8 +65,6 @@ def _problem_of(line: str, tb: Path) -> str:
 
 def read_run_scalars(run_dir: Path) -> Scalars:
     """Every scalar of a run's ``tb/`` events, and the problems met reading them."""
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
     tb = run_dir / "tb"
     result = Scalars()
     if not tb.is_dir():
@@ -121,11 +122,6 @@ def read_scalars(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
 def plot_curves(scalars: dict[str, list[tuple[int, float]]], path: Path, title: str) -> Path | None:
     """Validation metrics (one panel each) and training losses (one panel) into ``path``, at most
     :data:`COLUMNS_PER_ROW` panels a row; None if nothing to plot."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     val = {t: v for t, v in scalars.items() if t.startswith("val/") and v}
     loss = {t: v for t, v in scalars.items() if t.startswith("loss/") and v}
     panels: list[tuple[str, dict[str, Any]]] = [(t, {t: v}) for t, v in sorted(val.items())]
@@ -135,7 +131,8 @@ def plot_curves(scalars: dict[str, list[tuple[int, float]]], path: Path, title: 
         return None
     cols = min(COLUMNS_PER_ROW, len(panels))
     rows = -(-len(panels) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4.0 * cols, 3.3 * rows + 0.4), squeeze=False)
+    fig = Figure(figsize=(4.0 * cols, 3.3 * rows + 0.4))  # matplotlib's object API: no pyplot, no display
+    axes = fig.subplots(rows, cols, squeeze=False)
     for ax in axes.flat[len(panels):]:
         ax.set_visible(False)
     for ax, (name, series) in zip(axes.flat, panels):
@@ -152,7 +149,6 @@ def plot_curves(scalars: dict[str, list[tuple[int, float]]], path: Path, title: 
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)
-    plt.close(fig)
     return path
 
 

@@ -28,8 +28,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from skimage.color import rgb2gray
+from skimage.filters import sobel
+from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 from torch import nn
+from torchmetrics.image.fid import FrechetInceptionDistance, NoTrainInceptionV3
+from torchmetrics.image.kid import KernelInceptionDistance
 
+from data.download import DownloadError, fetch_file
 from models.style_losses import LossWeights, content_loss, style_loss
 
 INCEPTION_URL = (
@@ -75,7 +81,6 @@ def find_inception_weights(weights: str | None = None, allow_download: bool = Tr
                  f"inception_weights=PATH (report.py) or eval.inception_weights=PATH (train.py)")
     if not allow_download:
         raise MetricUnavailable(f"no Inception weights in {cache} and downloads are disabled; {help_text}")
-    from data.download import DownloadError, fetch_file
 
     try:
         # No hash check: the "6726825d" in the name is not documented as a SHA-256 prefix; the file is
@@ -100,8 +105,6 @@ def load_inception(weights: str | None = None, allow_download: bool = True) -> n
     except Exception as e:
         raise MetricUnavailable(f"{path} is not a readable Inception state_dict: {str(e).splitlines()[0]}") from e
     try:
-        from torchmetrics.image.fid import NoTrainInceptionV3
-
         return NoTrainInceptionV3(name="inception-v3-compat", features_list=["2048"],
                                   feature_extractor_weights_path=str(path))
     except ModuleNotFoundError as e:
@@ -153,8 +156,6 @@ class _Features(nn.Module):
 
 def fid_from_features(real: torch.Tensor, fake: torch.Tensor) -> float:
     """Frechet distance between Gaussians fitted to (N_r, D) and (N_f, D) features."""
-    from torchmetrics.image.fid import FrechetInceptionDistance
-
     if len(real) < 2 or len(fake) < 2:
         raise MetricUnavailable(f"FID needs >= 2 images per set (got {len(real)} real, {len(fake)} generated)")
     metric = FrechetInceptionDistance(feature=_Features(real.shape[1])).double()
@@ -174,8 +175,6 @@ def kid_from_features(real: torch.Tensor, fake: torch.Tensor, subset_size: int |
 
     Subsets are drawn from a seeded RNG, so the value is reproducible.
     """
-    from torchmetrics.image.kid import KernelInceptionDistance
-
     size = subset_size or kid_subset_size(len(real), len(fake))
     if size < 2:
         raise MetricUnavailable(f"KID needs >= 2 images per set (got {len(real)} real, {len(fake)} generated)")
@@ -239,8 +238,6 @@ def psnr_ssim(output: torch.Tensor | np.ndarray, target: torch.Tensor | np.ndarr
     PSNR of identical images is ``inf``. SSIM uses scikit-image's default 7x7 window, shrunk
     for images smaller than that.
     """
-    from skimage.metrics import peak_signal_noise_ratio, structural_similarity
-
     out, tgt = _hwc(output), _hwc(target)
     if out.shape != tgt.shape:
         raise ValueError(f"output {out.shape} and ground truth {tgt.shape} differ in size")
@@ -259,9 +256,6 @@ def gradient_magnitude(img: torch.Tensor | np.ndarray) -> np.ndarray:
     luminance in [0, 1] (``skimage.color.rgb2gray``, ``skimage.filters.sobel``: sqrt((gx^2 + gy^2) / 2)
     with the kernels divided by 4, so values lie in [0, 1]). The 1-pixel border, whose gradient
     depends on the padding, is left out."""
-    from skimage.color import rgb2gray
-    from skimage.filters import sobel
-
     arr = _hwc(img)
     grey = rgb2gray(arr.astype(np.float64) / 255.0) if arr.ndim == 3 and arr.shape[-1] == 3 \
         else arr.reshape(arr.shape[:2]).astype(np.float64) / 255.0
@@ -280,8 +274,6 @@ def edge_ssim(output: torch.Tensor | np.ndarray, target: torch.Tensor | np.ndarr
     flat (constant) images of any colours it is 1; for two maps that are constant ``g1`` and ``g2``
     it is SSIM's luminance term (2 g1 g2 + C1) / (g1^2 + g2^2 + C1), C1 = 0.01^2.
     """
-    from skimage.metrics import structural_similarity
-
     out, tgt = _hwc(output), _hwc(target)
     if out.shape != tgt.shape:
         raise ValueError(f"output {out.shape} and ground truth {tgt.shape} differ in size")

@@ -31,8 +31,11 @@ from typing import Any
 import numpy as np
 import torch
 from PIL import Image
+from skimage.color import lab2rgb, rgb2lab
+from skimage.filters import gaussian
 from torch import nn
 
+from data.demo import make_demo_dataset
 from data.image_io import list_images, load_rgb, pil_to_uint8, save_image
 from evaluation.metrics import (
     FidKid,
@@ -276,8 +279,6 @@ BASELINE_SLUG = "baseline"
 def lab_palette(images: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """Per-channel mean and standard deviation in CIELAB over every pixel of ``images`` (uint8
     (H, W, 3)): the palette of a set of paintings."""
-    from skimage.color import rgb2lab
-
     pixels = np.concatenate([rgb2lab(im).reshape(-1, 3) for im in images])
     return pixels.mean(axis=0), pixels.std(axis=0)
 
@@ -291,9 +292,6 @@ def palette_transfer(image: np.ndarray, source: tuple[np.ndarray, np.ndarray], t
     pixels (0 = none). The same map for every image: the palette of a whole set (:func:`lab_palette`)
     moved to another set's, never an image's own statistics (a near-grey photo would be blown up).
     uint8 (H, W, 3) out."""
-    from skimage.color import lab2rgb, rgb2lab
-    from skimage.filters import gaussian
-
     (src_mean, src_std), (dst_mean, dst_std) = source, target
     scale = np.where(src_std > 1e-6, dst_std / np.maximum(src_std, 1e-6), 1.0)
     lab = (rgb2lab(image) - src_mean) * scale + dst_mean
@@ -494,8 +492,6 @@ def build_report_data(cfg: ReportConfig, out: Path, device: torch.device, rerun:
             raise ReportError(f"style image {s} does not exist")
     if cfg.dataset:
         if cfg.demo:
-            from data.demo import make_demo_dataset
-
             make_demo_dataset(cfg.dataset)
         test = dataset_test_set(cfg.dataset, cfg.direction, cfg.limit)
     else:

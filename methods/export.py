@@ -35,9 +35,17 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
+from data.image_io import load_style_images
+from methods import METHODS, inference_class
 from methods.base import Method, MethodError
-from options.methods import MethodOptions
+from methods.johnson import describe_transformer
+from methods.loading import open_weights
+from models.color import grey
+from models.style_losses import resize_longer
+from models.wct import ADAIN_LEVEL
+from options.methods import MethodOptions, validate_method_options
 from utils.checkpoint import FORMAT, VERSION
+from utils.device import resolve_device
 
 EXPORT_FORMAT = "cyclegan-export"  # the "format" field of every export's metadata
 EXPORT_VERSION = 1
@@ -217,8 +225,6 @@ class ExportPlan:
         image type, plus the plan's other inputs, in signature order."""
         x = images
         if self.inputs[0].shape[1] == 1 and x.shape[1] == 3:
-            from models.color import grey
-
             x = grey(x)
         if self.image_type == "float":
             x = x.float() / 255.0
@@ -266,11 +272,6 @@ def plan_export(opts: MethodOptions, device: Any, image_type: str = "uint8", fil
     Raises:
         MethodError, CheckpointError: an optimisation method (Gatys), an exported file, bad options.
     """
-    from methods import inference_class
-    from methods.loading import open_weights
-    from options.methods import validate_method_options
-    from utils.device import resolve_device
-
     if image_type not in IMAGE_TYPES:
         raise MethodError(f"--input-type {image_type}: valid: {', '.join(IMAGE_TYPES)}")
     _check_exportable(opts.method)
@@ -303,8 +304,6 @@ def plan_export(opts: MethodOptions, device: Any, image_type: str = "uint8", fil
 
 
 def _check_exportable(name: str) -> None:
-    from methods import METHODS
-
     if name in METHODS and name not in EXPORTABLE:
         what = ("an optimisation per image (no network to export)" if not METHODS[name].folders
                 else "not a method with a network to export")
@@ -356,8 +355,6 @@ def _generator_plan(method: Any, info: dict[str, Any], image_type: str, uint8: b
 
 
 def _johnson_plan(method: Any, info: dict[str, Any], image_type: str, uint8: bool) -> ExportPlan:
-    from methods.johnson import describe_transformer
-
     arch, s = method.arch, method.arch.n_styles
     inputs = [_image_spec("image", 3, image_type, "RGB content images")]
     if s > 1:
@@ -388,8 +385,6 @@ def _johnson_plan(method: Any, info: dict[str, Any], image_type: str, uint8: boo
 
 def _universal_plan(method: Any, opts: MethodOptions, info: dict[str, Any], image_type: str, uint8: bool
                     ) -> ExportPlan:
-    from models.wct import ADAIN_LEVEL
-
     file = method.file
     levels = list(method.levels)
     sd = {k: v.detach().cpu().contiguous() for k, v in method.decoders.state_dict().items()
@@ -404,8 +399,6 @@ def _universal_plan(method: Any, opts: MethodOptions, info: dict[str, Any], imag
                           min_side=0, pad=(1, 1), padding="", info=info, weights=sd, weights_meta=meta, weights_doc=doc)
     if len(method.styles) != 1:
         raise MethodError(f"the AdaIN graph takes one style image; give one --style (got {len(method.styles)})")
-    from data.image_io import load_style_images
-    from models.style_losses import resize_longer
 
     style = load_style_images([method.styles[0]])[0]
     cap = method.style_max_size

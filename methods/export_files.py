@@ -32,10 +32,19 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnx
+import onnxruntime as ort
+import safetensors
 import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+from torch.onnx import _constants
 
+from methods import inference_class
 from methods.base import Method
-from methods.export import ExportPlan
+from methods.export import GRAPH_FREE, ExportPlan
+from methods.loading import open_weights
+from methods.onnx import open_session
 from options.methods import MethodOptions
 from utils.checkpoint import run_folder_of
 from utils.errors import UserError
@@ -59,8 +68,6 @@ class ExportError(UserError):
 
 def max_opset() -> int:
     """The highest opset the installed TorchScript-based ONNX exporter writes."""
-    from torch.onnx import _constants
-
     return int(getattr(_constants, "ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET", getattr(_constants, "ONNX_MAX_OPSET", 17)))
 
 
@@ -120,8 +127,6 @@ def _graph_args(plan: ExportPlan) -> tuple[torch.Tensor, ...]:
 def write_onnx(plan: ExportPlan, path: Path, opset: int) -> dict[str, Any]:
     """Export the plan's graph to ``path`` at ``opset`` with dynamic batch / height / width, then
     put the description into the model's metadata; returns it."""
-    import onnx
-
     args = _graph_args(plan)
     names_in = [s.name for s in plan.inputs]
     dynamic = {}
@@ -160,8 +165,6 @@ def write_torchscript(plan: ExportPlan, path: Path) -> dict[str, Any]:
 
 
 def write_safetensors(plan: ExportPlan, path: Path) -> dict[str, Any]:
-    from safetensors.torch import save_file
-
     meta = plan.metadata("safetensors", tensors=plan.weights_doc)
     meta.pop("inputs"), meta.pop("outputs")  # the graph's; the tensors' convention is in "tensors"
     save_file(plan.weights, str(path), metadata={**plan.weights_meta, "export": json.dumps(meta)})
@@ -230,15 +233,12 @@ def check_export(plan: ExportPlan, fmt: str, path: Path, opts: MethodOptions, de
     if fmt == "safetensors":
         return _check_weights(plan, path, opts, device, batches, sizes)
     if fmt == "onnx":
-        from methods.onnx import open_session
-
         try:
             session = open_session(path, device)
             runtime_device = device
         except UserError:  # no CUDA provider: the check runs on the CPU one
             session = open_session(path, torch.device("cpu"))
             runtime_device = torch.device("cpu")
-        import onnxruntime as ort
 
         runtime = f"onnxruntime {ort.__version__} ({session.get_providers()[0]}, {runtime_device})"
         names = [s.name for s in plan.inputs]
@@ -274,11 +274,6 @@ def check_export(plan: ExportPlan, fmt: str, path: Path, opts: MethodOptions, de
 def _check_weights(plan: ExportPlan, path: Path, opts: MethodOptions, device: torch.device,
                    batches: list[torch.Tensor], sizes: str) -> Check:
     """A safetensors export read back the way test.py reads it, and run as the same method."""
-    import safetensors
-
-    from methods import inference_class
-    from methods.loading import open_weights
-
     again = replace(opts, method=plan.key, checkpoint=str(path), settings=[], config="",
                     direction="AtoB" if plan.key == "cut" else opts.direction,
                     style=[str(plan.style_file)] if plan.style_file else list(opts.style))
@@ -308,8 +303,6 @@ def export(plan: ExportPlan, fmt: str, output: Path, opts: MethodOptions, device
     """Write ``plan`` as ``fmt`` to ``output`` (replacing it if there: the caller checked --overwrite),
     via a temporary file that is checked by its runtime first."""
     if fmt != "safetensors" and plan.graph is None:
-        from methods.export import GRAPH_FREE
-
         raise ExportError(f"--format {fmt}: {plan.key} has no single graph: {GRAPH_FREE.get(plan.key, '')}; export "
                           f"--format safetensors (its decoders), or --method adain for one graph with content and "
                           f"style inputs")
@@ -353,13 +346,9 @@ def read_metadata(path: Path) -> dict[str, Any]:
     """The ``export`` description of a file export() wrote, whichever its format."""
     suffix = path.suffix.lower()
     if suffix == ".onnx":
-        import onnx
-
         props = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
         return json.loads(props["export"])
     if suffix == ".safetensors":
-        from safetensors import safe_open
-
         with safe_open(str(path), framework="pt") as f:
             return json.loads((f.metadata() or {})["export"])
     extra = {TORCHSCRIPT_META: ""}

@@ -20,11 +20,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnxruntime as ort
 import torch
 
-from data.image_io import pad_to_multiple, unit_to_uint8
+from data.image_io import load_style_images, pad_to_multiple, unit_to_uint8
 from methods.base import Method, MethodError
 from methods.loading import WeightsFile
+from models.color import grey, preserve_color
+from models.style_losses import resize_longer
 from options.config import load
 from options.methods import MethodOptions
 from options.onnx import ONNXSettings
@@ -53,8 +56,6 @@ def read_export_metadata(session: Any, path: Path) -> dict[str, Any]:
 
 def providers_for(device: torch.device) -> list[Any]:
     """onnxruntime execution providers for ``device``; MethodError when CUDA is asked for and absent."""
-    import onnxruntime as ort
-
     available = ort.get_available_providers()
     if device.type == "cuda":
         if "CUDAExecutionProvider" not in available:
@@ -68,8 +69,6 @@ def providers_for(device: torch.device) -> list[Any]:
 
 def open_session(path: str | Path, device: torch.device, threads: int = 0) -> Any:
     """An onnxruntime InferenceSession on ``device``'s provider; a bad file is a MethodError."""
-    import onnxruntime as ort
-
     opts = ort.SessionOptions()
     if threads:
         opts.intra_op_num_threads = threads
@@ -142,8 +141,6 @@ class ONNXMethod(Method):
                                   f"nothing, run the run folder)")
             if opts.style_weights:
                 raise MethodError("--style-weights: the exported AdaIN graph takes one style image: drop them")
-            from data.image_io import load_style_images
-            from models.style_losses import resize_longer
 
             style = load_style_images(self.styles)[0]
             cap = self.settings_.style_max_size
@@ -185,8 +182,6 @@ class ONNXMethod(Method):
         """uint8 (N, 3, H, W) -> uint8 (N, C_out, H, W) on the CPU, through the graph."""
         x = images
         if self.channels == 1 and x.shape[1] == 3:
-            from models.color import grey
-
             x = grey(x)
         h, w = x.shape[-2:]
         top = left = 0
@@ -199,8 +194,6 @@ class ONNXMethod(Method):
         out = self.session.run(None, {"image": np.ascontiguousarray(feed), **self.feeds})[0]
         y = torch.from_numpy(np.ascontiguousarray(out))[..., top:top + h, left:left + w]
         if self.preserve_color and y.shape[1] == 3 and images.shape[1] == 3:
-            from models.color import preserve_color
-
             unit = y.float() / 255.0 if self.uint8 else y.float()
             return unit_to_uint8(preserve_color(unit, images.float() / 255.0))
         return y if self.uint8 else unit_to_uint8(y)

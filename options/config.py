@@ -30,6 +30,7 @@ from typing import Any, Literal, TypeVar
 import yaml
 
 from utils.errors import UserError
+from utils.files import write_text_atomic
 
 T = TypeVar("T")
 
@@ -362,8 +363,6 @@ def to_yaml(cfg: Any) -> str:
 
 
 def save(cfg: Any, path: str | Path) -> None:
-    from utils.files import write_text_atomic
-
     write_text_atomic(path, to_yaml(cfg))
 
 

@@ -78,3 +78,47 @@ def test_every_table_entry_names_classes_that_exist_and_carry_their_rules() -> N
             schema = methods.training_schema(name)
             assert callable(schema.validate) and isinstance(schema.RESUME_FROZEN, tuple), name
             assert methods.trainer_class(name).__name__.endswith("Trainer"), name
+
+
+ENTRY_POINTS = ("train.py", "test.py", "report.py", "stylize.py", "export.py")
+# Imports a library module may defer, and why: scikit-image and SciPy only when demo images are made
+# (every training run and `python -m data.demo --help` import data/demo.py); torchmetrics only when
+# FID during training is on.
+DEFERRED = {"data/demo.py": {"skimage", "scipy"}, "training/trainer.py": {"evaluation.during_training"}}
+
+
+def _local_imports(path: Path) -> dict[str, set[str]]:
+    """innermost function name -> the modules imported inside it."""
+    out: dict[str, set[str]] = {}
+
+    def visit(node: ast.AST, function: str | None) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                visit(child, child.name)
+                continue
+            if function is not None and isinstance(child, ast.Import):
+                out.setdefault(function, set()).update(a.name for a in child.names)
+            elif function is not None and isinstance(child, ast.ImportFrom):
+                out.setdefault(function, set()).add(child.module or "")
+            visit(child, function)
+
+    visit(ast.parse(path.read_text(encoding="utf-8")), None)
+    return out
+
+
+def test_imports_are_deferred_only_in_one_block_per_entry_point() -> None:
+    bad = []
+    for path in sorted(ROOT.glob("*.py")) + sorted(ROOT.glob("*/*.py")):
+        rel = str(path.relative_to(ROOT))
+        if rel.startswith(("tests/", "bench/", "docs/", ".")) or rel == "conftest.py":
+            continue
+        local = _local_imports(path)
+        if rel in ENTRY_POINTS:
+            inner = {name for name, mods in local.items() if mods}
+            if len(inner) > 1:
+                bad.append(f"{rel}: imports in {sorted(inner)}")
+        else:
+            extra = set().union(*local.values()) - DEFERRED.get(rel, set()) if local else set()
+            if extra:
+                bad.append(f"{rel}: {sorted(extra)}")
+    assert not bad, bad

@@ -23,16 +23,19 @@
 from __future__ import annotations
 
 import errno
+import json
 import os
 import re
 import secrets
 import shutil
 import warnings
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import safe_open
 from torch import nn
 
 from utils.errors import UserError
@@ -177,8 +180,6 @@ def _is_safetensors(head: bytes, path: Path) -> bool:
 
 
 def _is_torchscript(path: Path) -> bool:
-    import zipfile
-
     try:
         with zipfile.ZipFile(path) as z:
             names = z.namelist()
@@ -190,11 +191,6 @@ def _is_torchscript(path: Path) -> bool:
 def load_safetensors(path: str | Path, map_location: str | torch.device = "cpu") -> Any:
     """A safetensors file -> its ``{name: tensor}`` dict, or (export.py's checkpoint metadata) one of
     our checkpoints holding that one net; see :func:`load_file`."""
-    try:
-        from safetensors import safe_open
-    except ImportError as e:  # pragma: no cover - a requirement
-        raise CheckpointError(f"{path} is a safetensors file and the safetensors package is missing: "
-                              f"pip install safetensors") from e
     device = str(map_location) if not isinstance(map_location, str) else map_location
     try:
         with safe_open(str(path), framework="pt", device=device) as f:
@@ -212,8 +208,6 @@ def safetensors_checkpoint(tensors: dict[str, torch.Tensor], meta: dict[str, str
                            ) -> dict[str, Any]:
     """One net and export.py's metadata (``method``, ``net``, ``config`` and ``counters`` as JSON) ->
     a checkpoint dict the readers of our checkpoints take; ``"exported"`` marks it inference-only."""
-    import json
-
     try:
         config = json.loads(meta.get("config") or "{}")
         counters = json.loads(meta.get("counters") or "{}")
