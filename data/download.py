@@ -58,14 +58,17 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import NamedTuple
 
-DATASET_URL = "http://efrosgans.eecs.berkeley.edu/cyclegan/datasets/{}.zip"
-MODEL_URL = "http://efrosgans.eecs.berkeley.edu/cyclegan/pretrained_models/{}.pth"
-FAST_NEURAL_STYLE_URL = "https://www.dropbox.com/s/lrvwfehqdcxoza8/saved_models.zip?dl=1"
-FAST_NEURAL_STYLES = ("candy", "mosaic", "rain_princess", "udnie")  # saved_models/<style>.pth in the zip
-CUT_URL = "http://efrosgans.eecs.berkeley.edu/CUT/pretrained_models.tar"
-CUT_MODELS = {f"{d}_{m}_pretrained": f"{'FastCUT' if m == 'fastcut' else 'CUT'} generator (authors): {about}"
-              for d, about in (("horse2zebra", "horse -> zebra"), ("cat2dog", "cat -> dog"),
-                               ("cityscapes", "label map -> street photo")) for m in ("cut", "fastcut")}
+from data.catalogue import (
+    ALIASES,
+    CUT_MODELS,
+    DATASETS,
+    FAST_NEURAL_STYLES,
+    GENERATORS,
+    NAMES,
+    Entry,
+    listing,
+)
+
 LAYOUT = ("trainA", "trainB", "testA", "testB")
 TEST_ONLY = {"ae_photos"}  # photos to try the style_* generators on: a test split only, so testA/ or testB/ will do
 DEFAULT_OUTPUT = {"dataset": "datasets", "generator": "checkpoints", "bundle": "checkpoints", "tar": "checkpoints"}
@@ -80,63 +83,6 @@ STALL_WINDOW = 60.0
 MAX_UNZIPPED = 32 * 2**30
 MAX_RATIO = 50.0
 NAME_MAX = 255  # bytes per path component on common file systems
-
-
-class Entry(NamedTuple):
-    """One downloadable thing. ``dest`` is relative to --output: a folder (dataset, bundle) or a file (generator)."""
-
-    kind: str  # "dataset" (zip of trainA/ trainB/ testA/ testB/), "generator" (one .pth), "bundle" (zip of
-    # .pth), "tar" (the CUT authors' tar of <name>/latest_net_G.pth)
-    url: str | None  # None: not redistributed, --url is needed
-    dest: str
-    about: str
-
-
-_DATASETS = {  # the reference's dataset names -> what they hold (A <-> B)
-    "apple2orange": "ImageNet apples <-> oranges",
-    "summer2winter_yosemite": "Yosemite in summer <-> in winter (Flickr)",
-    "horse2zebra": "ImageNet horses <-> zebras",
-    "monet2photo": "Monet paintings <-> landscape photos",
-    "cezanne2photo": "Cezanne paintings <-> landscape photos",
-    "ukiyoe2photo": "Ukiyo-e prints <-> landscape photos",
-    "vangogh2photo": "Van Gogh paintings <-> landscape photos",
-    "maps": "satellite photos <-> Google maps (paired, New York)",
-    "cityscapes": "street photos <-> label maps (license: get it from cityscapes-dataset.com, pass --url)",
-    "facades": "building facades <-> label maps (paired, CMP Facades)",
-    "iphone2dslr_flower": "iPhone flower photos <-> DSLR ones with shallow depth of field",
-    "ae_photos": "photos by Alexei Efros to try the style_* generators on (test split only)",
-}
-_GENERATORS = {  # the reference's pretrained generator names -> what they translate
-    "apple2orange": "apple -> orange", "orange2apple": "orange -> apple",
-    "summer2winter_yosemite": "Yosemite summer -> winter", "winter2summer_yosemite": "Yosemite winter -> summer",
-    "horse2zebra": "horse -> zebra", "zebra2horse": "zebra -> horse",
-    "monet2photo": "Monet painting -> photo", "style_monet": "photo -> Monet painting",
-    "style_cezanne": "photo -> Cezanne painting", "style_ukiyoe": "photo -> Ukiyo-e print",
-    "style_vangogh": "photo -> Van Gogh painting",
-    "sat2map": "satellite photo -> map", "map2sat": "map -> satellite photo",
-    "cityscapes_photo2label": "street photo -> label map", "cityscapes_label2photo": "label map -> street photo",
-    "facades_photo2label": "facade photo -> label map", "facades_label2photo": "label map -> facade photo",
-    "iphone2dslr_flower": "iPhone flower photo -> DSLR look",
-}
-CYCLEGAN_MODELS = tuple(_GENERATORS)
-
-
-def _generator_key(model: str) -> str:
-    return f"{model}_pretrained" if model in _DATASETS else model  # a bare shared name stays the dataset
-
-
-NAMES: dict[str, Entry] = {
-    **{n: Entry("dataset", None if n == "cityscapes" else DATASET_URL.format(n), n, f"dataset: {a}")
-       for n, a in _DATASETS.items()},
-    **{_generator_key(n): Entry("generator", MODEL_URL.format(n), f"{n}_pretrained/latest_net_G.pth",
-                                f"CycleGAN generator (reference): {a}") for n, a in _GENERATORS.items()},
-    "fast_neural_style": Entry("bundle", FAST_NEURAL_STYLE_URL, "fast_neural_style",
-                               f"Johnson et al. 2016 networks (PyTorch examples): {', '.join(FAST_NEURAL_STYLES)}"),
-    "cut_pretrained": Entry("tar", CUT_URL, "", f"Park et al. 2020 CUT / FastCUT generators: {', '.join(CUT_MODELS)}"),
-}
-# Other spellings that name the same entry: every generator as <name>_pretrained, each style its bundle.
-ALIASES = {**{f"{n}_pretrained": _generator_key(n) for n in _GENERATORS},
-           **dict.fromkeys(FAST_NEURAL_STYLES, "fast_neural_style"), **dict.fromkeys(CUT_MODELS, "cut_pretrained")}
 
 
 class DownloadError(Exception):
@@ -348,31 +294,6 @@ def resolve(name: str, url: str | None = None) -> tuple[str, Entry]:
     raise DownloadError(f"unknown name {name!r}{hint}; valid: {', '.join(NAMES)} (see --list, or pass --url)")
 
 
-def pretrained_path(name: str, root: str | Path = "checkpoints") -> Path | None:
-    """Where the weights file of a pretrained model name lives once downloaded (None: not a model name).
-
-    CycleGAN reference names (``style_monet``, ``monet2photo`` or ``monet2photo_pretrained``) ->
-    ``root/<name>_pretrained/latest_net_G.pth``; ``candy``, ``mosaic``, ``rain_princess``, ``udnie`` ->
-    ``root/fast_neural_style/<name>.pth``; the CUT authors' ``horse2zebra_cut_pretrained`` ... ->
-    ``root/<name>/latest_net_G.pth``.
-    """
-    model = name.removesuffix("_pretrained")
-    if name in CUT_MODELS:
-        return Path(root) / name / "latest_net_G.pth"
-    if model in _GENERATORS:
-        return Path(root) / NAMES[_generator_key(model)].dest
-    if name in FAST_NEURAL_STYLES:
-        return Path(root) / NAMES["fast_neural_style"].dest / f"{name}.pth"
-    return None
-
-
-def find_pretrained(name: str, root: str | Path = "checkpoints") -> Path | None:
-    """The downloaded weights file of a pretrained model name (:func:`pretrained_path`), or None when
-    it is not there (or not a model name)."""
-    path = pretrained_path(name, root)
-    return path if path is not None and path.is_file() else None
-
-
 # --- the three kinds --------------------------------------------------------------------------------------------
 
 
@@ -554,14 +475,6 @@ def download_dataset(name: str, root: str | Path = "datasets", url: str | None =
 # --- command line -----------------------------------------------------------------------------------------------
 
 
-def listing() -> str:
-    width = max(map(len, NAMES))
-    lines = [f"{n:<{width}}  {e.about}" for n, e in NAMES.items()]
-    lines.append(f"(also: every generator as <name>_pretrained; {', '.join(FAST_NEURAL_STYLES)} -> fast_neural_style; "
-                 f"{', '.join(CUT_MODELS)} -> cut_pretrained)")
-    return "\n".join(lines)
-
-
 class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
     def _get_help_string(self, action: argparse.Action) -> str | None:  # "(default: None/False)" says nothing
         return action.help if action.default in (None, False) else super()._get_help_string(action)
@@ -636,7 +549,7 @@ def main(argv: list[str] | None = None) -> int:
     if not got.done:
         print(f"{got.path} is already there; nothing to do (--overwrite replaces it)")
         return 1
-    shared = args.name in _DATASETS and args.name in _GENERATORS
+    shared = args.name in DATASETS and args.name in GENERATORS
     note = f" (its pretrained generator: python -m data.download {args.name}_pretrained)" if shared else ""
     print(f"{args.name} ready in {got.path}{note}")
     return 0

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from data.download import find_pretrained, pretrained_path
+from data.catalogue import find_pretrained, pretrained_path
 from methods import METHODS, inference_class
 from methods.base import Method, MethodError
 from options.methods import MethodOptions, validate_method_options

@@ -19,18 +19,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from data.download import (
-    CYCLEGAN_MODELS,
-    FAST_NEURAL_STYLES,
-    NAMES,
-    DownloadError,
-    _swap_in,
-    download_dataset,
-    fetch_file,
-    find_pretrained,
-    main,
-    resolve,
-)
+from data.catalogue import CYCLEGAN_MODELS, FAST_NEURAL_STYLES, NAMES, find_pretrained
+from data.download import DownloadError, _swap_in, download_dataset, fetch_file, main, resolve
 from data.image_io import load_rgb
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -416,7 +406,7 @@ def test_the_cut_authors_archive_lands_as_their_checkpoints(tmp_path: Path, serv
     """One tar of checkpoints/<name>/latest_net_G.pth (the authors' pretrained_models.tar): each generator
     lands at <output>/<name>/latest_net_G.pth, nothing else of the archive is kept, and any of the six
     names fetches it."""
-    from data.download import CUT_MODELS, pretrained_path
+    from data.catalogue import CUT_MODELS, pretrained_path
 
     assert sorted(CUT_MODELS) == sorted(f"{d}_{m}_pretrained" for d in ("horse2zebra", "cat2dog", "cityscapes")
                                         for m in ("cut", "fastcut"))
