@@ -30,6 +30,15 @@ class Entry(NamedTuple):
     url: str | None  # None: not redistributed, --url is needed
     dest: str
     about: str
+    max_bytes: int = 0  # what its zip may hold, unpacked (the expected size, with room); 0 = only the general limits
+
+
+# The reference's dataset zips hold 256 px JPEGs (maps: 600 px), at most about 8,300 of them
+# (monet2photo); JPEGs do not shrink further in a zip, so a zip's content is about its own size,
+# a few hundred MB. A zip of one of these names that declares more is not that dataset. cityscapes,
+# which users build from the official files (--url), keeps only the general limits.
+REFERENCE_DATASET_MAX = 4 * 2**30
+BUNDLE_MAX = 256 * 2**20  # fast_neural_style's saved_models.zip: four 6.7 MB networks
 
 
 DATASETS = {  # the reference's dataset names -> what they hold (A <-> B)
@@ -66,12 +75,13 @@ def _generator_key(model: str) -> str:
 
 
 NAMES: dict[str, Entry] = {
-    **{n: Entry("dataset", None if n == "cityscapes" else DATASET_URL.format(n), n, f"dataset: {a}")
-       for n, a in DATASETS.items()},
+    **{n: Entry("dataset", None, n, f"dataset: {a}") if n == "cityscapes" else
+       Entry("dataset", DATASET_URL.format(n), n, f"dataset: {a}", REFERENCE_DATASET_MAX) for n, a in DATASETS.items()},
     **{_generator_key(n): Entry("generator", MODEL_URL.format(n), f"{n}_pretrained/latest_net_G.pth",
                                 f"CycleGAN generator (reference): {a}") for n, a in GENERATORS.items()},
     "fast_neural_style": Entry("bundle", FAST_NEURAL_STYLE_URL, "fast_neural_style",
-                               f"Johnson et al. 2016 networks (PyTorch examples): {', '.join(FAST_NEURAL_STYLES)}"),
+                               f"Johnson et al. 2016 networks (PyTorch examples): {', '.join(FAST_NEURAL_STYLES)}",
+                               BUNDLE_MAX),
     "cut_pretrained": Entry("tar", CUT_URL, "", f"Park et al. 2020 CUT / FastCUT generators: {', '.join(CUT_MODELS)}"),
 }
 # Other spellings that name the same entry: every generator as <name>_pretrained, each style its bundle.

@@ -78,10 +78,12 @@ DEADLINE = 12 * 3600.0  # a whole download: the largest dataset at a slow 100 Ki
 MIN_RATE = 1024.0  # bytes/s averaged over STALL_WINDOW: below it the server is only trickling
 STALL_WINDOW = 60.0
 # Zip limits, checked on the declared sizes before extracting (zipfile then stops a member at its
-# declared size, with a CRC error): the reference's largest dataset unpacks to a few GB, and its
-# images are JPEGs that barely compress, so a high ratio means a zip bomb.
+# declared size, with a CRC error). These hold for any zip, a --url of the user's own included; a
+# named download also has its expected size (data.catalogue). Dataset images are JPEGs that barely
+# compress, so a high ratio means a zip bomb.
 MAX_UNZIPPED = 32 * 2**30
 MAX_RATIO = 50.0
+MAX_MEMBER = 2**30  # one image (or one network of a bundle); the reference's are well under 10 MB
 NAME_MAX = 255  # bytes per path component on common file systems
 
 
@@ -232,12 +234,14 @@ def _zip_file(url: str) -> Callable[[Path], None]:
     return check
 
 
-def _check_members(zf: zipfile.ZipFile, url: str, zip_size: int = 0, free: int | None = None) -> None:
+def _check_members(zf: zipfile.ZipFile, url: str, zip_size: int = 0, free: int | None = None,
+                   expected: int = 0) -> None:
     """Refuse, before extracting anything, a zip that could do harm or that extraction would fail on
     halfway: names landing outside the extraction folder (absolute, drive letters, ..), symbolic
     links, a name that is both a file and a folder, a name too long for the file system, encrypted
-    members or compression methods Python cannot read, and declared sizes past :data:`MAX_UNZIPPED`,
-    :data:`MAX_RATIO` times the zip, or the free space (``free``)."""
+    members or compression methods Python cannot read, a member declaring more than
+    :data:`MAX_MEMBER`, and a declared total past :data:`MAX_UNZIPPED`, :data:`MAX_RATIO` times the
+    zip, the named download's expected size (``expected``, 0 = none) or the free space (``free``)."""
     files: set[str] = set()
     dirs: set[str] = set()
     total = 0
@@ -263,6 +267,9 @@ def _check_members(zf: zipfile.ZipFile, url: str, zip_size: int = 0, free: int |
             files.add("/".join(clean))
         elif clean:
             dirs.add("/".join(clean))
+        if info.file_size > MAX_MEMBER:
+            raise DownloadError(f"{url}: {member!r} in the zip declares {info.file_size / 2**30:.1f} GiB, more than "
+                                f"any image or network ({MAX_MEMBER / 2**30:.0f} GiB); refusing to extract it")
         total += info.file_size
     clash = sorted(files & dirs)
     if clash:
@@ -270,6 +277,9 @@ def _check_members(zf: zipfile.ZipFile, url: str, zip_size: int = 0, free: int |
     if total > MAX_UNZIPPED or (zip_size and total > MAX_RATIO * zip_size and total > 64 * 2**20):
         raise DownloadError(f"{url}: the zip declares {total / 2**30:.1f} GiB of content from {zip_size / 2**20:.1f} "
                             f"MiB (a zip bomb?); refusing to extract it")
+    if expected and total > expected:
+        raise DownloadError(f"{url}: the zip declares {total / 2**30:.1f} GiB of content, more than this download "
+                            f"can hold ({expected / 2**30:.2f} GiB): not the expected file; {_MIRROR}")
     if free is not None and total > free:
         raise DownloadError(f"the zip from {url} unpacks to {total / 2**20:.0f} MiB but only {free / 2**20:.0f} MiB "
                             f"are free; free some space or choose another --output")
@@ -340,7 +350,7 @@ def _staged_zip(name: str, entry: Entry, root: Path, timeout: float,
                               check=_zip_file(entry.url))
         with zipfile.ZipFile(zip_path) as zf:
             # Extraction happens beside the zip: the content must fit in what is free now.
-            _check_members(zf, entry.url, zip_path.stat().st_size, shutil.disk_usage(tmp).free)
+            _check_members(zf, entry.url, zip_path.stat().st_size, shutil.disk_usage(tmp).free, entry.max_bytes)
             yield tmp, zf, created
     finally:
         if tmp is not None:

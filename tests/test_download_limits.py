@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from data import download as dl
+from data.catalogue import REFERENCE_DATASET_MAX
 from data.download import DownloadError, download_dataset, fetch_file, main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -181,4 +182,27 @@ def test_a_signal_during_download_leaves_no_part_folder(tmp_path, server, sig, c
     finally:
         p.kill()
         p.wait()
+    assert _tree(tmp_path) == []
+
+
+def test_a_named_dataset_zip_past_its_expected_size_is_refused(tmp_path, server, monkeypatch):
+    # horse2zebra from a mirror: its entry keeps the expected size of the reference's zip
+    layout = [(f"horse2zebra/{s}/0.jpg", b"i" * 600) for s in ("trainA", "trainB", "testA", "testB")]
+    server.body = _zip(layout)
+    entry = dl.NAMES["horse2zebra"]
+    assert entry.max_bytes == REFERENCE_DATASET_MAX and dl.NAMES["cityscapes"].max_bytes == 0
+    monkeypatch.setitem(dl.NAMES, "horse2zebra", entry._replace(max_bytes=2000))  # 2400 bytes declared
+    with pytest.raises(DownloadError, match="more than this download can hold"):
+        download_dataset("horse2zebra", tmp_path / "datasets", url=_url(server, "/zip"))
+    assert _tree(tmp_path) == []
+    monkeypatch.setitem(dl.NAMES, "horse2zebra", entry._replace(max_bytes=2400))  # exactly its size: fine
+    got = download_dataset("horse2zebra", tmp_path / "datasets", url=_url(server, "/zip"))
+    assert (got / "trainA" / "0.jpg").read_bytes() == b"i" * 600
+
+
+def test_a_zip_member_larger_than_any_image_is_refused(tmp_path, server, monkeypatch):
+    server.body = _zip([*LAYOUT, ("ds/trainA/big.jpg", b"\0" * 5000)])
+    monkeypatch.setattr(dl, "MAX_MEMBER", 4096)
+    with pytest.raises(DownloadError, match="big.jpg"):
+        download_dataset("ds", tmp_path / "datasets", url=_url(server, "/zip"))
     assert _tree(tmp_path) == []
