@@ -91,6 +91,10 @@ class Method(ABC):
         """The (width, height) this method works at for an input of ``size`` (default: as is)."""
         return size
 
+    def too_small(self, size: tuple[int, int]) -> str | None:
+        """Why an input of working ``size`` (width, height) cannot be processed, or None (default: any size)."""
+        return None
+
     @property
     def keeps_size(self) -> bool:
         """True: outputs are resized back to the input's size when the method worked at another."""

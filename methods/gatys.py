@@ -121,6 +121,14 @@ class GatysMethod(Method):
     def working_size(self, size: tuple[int, int]) -> tuple[int, int]:
         return longer_side_to(size, self.cfg.image.size)
 
+    def too_small(self, size: tuple[int, int]) -> str | None:
+        need = self.net.min_side
+        if min(size) >= need:
+            return None
+        deepest = self.net.names[-1]
+        return (f"{size[0]}x{size[1]} px is smaller than the {need} px per side VGG-19 needs up to {deepest}; "
+                f"enlarge it with image.size={max(need, self.cfg.image.size)} or more")
+
     @property
     def keeps_size(self) -> bool:
         return False  # the result is the optimised image, at image.size

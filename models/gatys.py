@@ -76,9 +76,19 @@ class GatysResult:
     steps: int  # optimisation steps run, over all levels
 
 
-def level_sizes(h: int, w: int, scales: int, factor: float) -> list[tuple[int, int]]:
-    """Sizes of the coarse-to-fine pyramid, finest (= (h, w)) last."""
-    return [(max(8, round(h / factor**k)), max(8, round(w / factor**k))) for k in reversed(range(scales))]
+def level_sizes(h: int, w: int, scales: int, factor: float, floor: int = 8) -> list[tuple[int, int]]:
+    """Sizes of the coarse-to-fine pyramid, finest (= (h, w)) last; no side below ``floor``."""
+    return [(max(floor, round(h / factor**k)), max(floor, round(w / factor**k))) for k in reversed(range(scales))]
+
+
+def _at_least(img: torch.Tensor, side: int) -> torch.Tensor:
+    """``img`` enlarged (aspect kept) so its shorter side is at least ``side`` px."""
+    h, w = img.shape[-2:]
+    if min(h, w) >= side:
+        return img
+    k = side / min(h, w)
+    size = (max(side, round(h * k)), max(side, round(w * k)))
+    return F.interpolate(img, size=size, mode="bilinear", align_corners=False).clamp(0, 1)
 
 
 def _init_image(content: torch.Tensor, init: Init, noise_ratio: float, gen: torch.Generator) -> torch.Tensor:
@@ -187,7 +197,10 @@ def stylize(extractor: VGG19Features, content: torch.Tensor, styles: Sequence[to
     styles = [s.to(device).float() for s in styles]
     gen = torch.Generator().manual_seed(params.seed)
     h, w = content.shape[-2:]
-    sizes = level_sizes(h, w, params.scales, params.scale_factor)
+    floor = extractor.min_side  # the deepest layer's features must exist at every level, for every image
+    if min(h, w) < floor:
+        raise ValueError(f"content of {w}x{h} px is smaller than the {floor} px per side the VGG layers need")
+    sizes = level_sizes(h, w, params.scales, params.scale_factor, max(8, floor))
     history: list[dict[str, float]] = []
     bar = tqdm(total=params.steps * len(sizes), disable=not progress, desc="gatys", leave=False, dynamic_ncols=True)
     start = time.perf_counter()
@@ -196,7 +209,7 @@ def stylize(extractor: VGG19Features, content: torch.Tensor, styles: Sequence[to
     for level, size in enumerate(sizes):
         c_lvl = content if size == (h, w) else \
             F.interpolate(content, size=size, mode="bilinear", align_corners=False, antialias=True).clamp(0, 1)
-        s_lvl = [resize_longer(s, style_target_size(max(size), params.style_scale)) for s in styles]
+        s_lvl = [_at_least(resize_longer(s, style_target_size(max(size), params.style_scale)), floor) for s in styles]
         if params.preserve_color:
             c_y = luminance(c_lvl)
             s_lvl = [match_luminance(luminance(s), c_y).expand(-1, 3, -1, -1) for s in s_lvl]

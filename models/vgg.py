@@ -180,6 +180,12 @@ class VGGFeatures(nn.Module):
         """Names of the layers actually built (the truncated network), in order."""
         return list(self.body._modules)
 
+    @property
+    def min_side(self) -> int:
+        """The smallest input side (px) whose deepest requested features exist: each 2x2 pooling
+        before them halves the side (rounding down), and one of 1 px cannot be pooled again."""
+        return 2 ** sum(name.startswith("pool") for name in self.names)
+
     def train(self, mode: bool = True) -> VGGFeatures:
         return super().train(False)  # frozen: there is no batch norm or dropout, but stay explicit
 

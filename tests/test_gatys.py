@@ -20,7 +20,7 @@ from data.image_io import StyleImageError
 from methods.base import MethodError
 from methods.gatys import GatysMethod, gatys_params
 from models.color import luminance, rgb_to_yiq, yiq_to_rgb
-from models.gatys import GatysParams, stylize
+from models.gatys import GatysParams, level_sizes, stylize
 from models.style_losses import LossWeights, content_loss, gram_matrix, style_grams, style_loss, tv_loss
 from models.vgg import LAYER_NAMES, VGG19Features, VGGInfo, VGGWeightsUnavailable, load_vgg19
 from options.config import ConfigError
@@ -423,3 +423,41 @@ def test_stylize_same_stem_gets_two_outputs_and_bad_files_are_skipped(tmp_path, 
     code, _, err = _stylize(capsys, "--input", str(bad), "--style", str(_style_file(tmp_path, 16)),
                             "--output", str(tmp_path / "o"))
     assert code == 1 and "nothing done: no image of" in err
+
+
+# Hostile round 3: images smaller than the VGG's poolings allow.
+
+
+def test_vgg_min_side_counts_the_poolings_before_the_deepest_layer():
+    assert [VGG19Features(layers).min_side for layers in (["relu1_1"], ["relu2_1"], ["relu4_1", "relu1_1"],
+                                                          ["conv5_1"])] == [1, 2, 8, 16]
+    net = VGG19Features(["relu5_1"], "avg")
+    assert net(torch.zeros(1, 3, 16, 17))["relu5_1"].shape[-2:] == (1, 1)  # works at the bound ...
+    with pytest.raises(RuntimeError):
+        net(torch.zeros(1, 3, 15, 40))  # ... and not below it
+
+
+def test_pyramid_levels_and_thin_styles_stay_above_the_vgg_minimum():
+    torch.manual_seed(0)
+    net = VGG19Features(["relu1_1", "relu5_1"], "avg")
+    weights = LossWeights(content_layers={"relu5_1": 1.0}, style_layers={"relu1_1": 1.0, "relu5_1": 1.0})
+    params = GatysParams(weights=weights, optimizer="adam", lr=0.02, steps=1, scales=2, scale_factor=2.0)
+    assert level_sizes(20, 24, 2, 2.0, 16) == [(16, 16), (20, 24)]  # the coarse level is not 10 x 12
+    style = torch.rand(1, 3, 4, 200)  # at the content's longer side it would be 24 x 0.5 px
+    result = stylize(net, torch.rand(1, 3, 20, 24), [style], params)
+    assert result.images.shape == (1, 3, 20, 24) and torch.isfinite(result.images).all()
+    with pytest.raises(ValueError, match="12x30 px"):
+        stylize(net, torch.rand(1, 3, 30, 12), [style], params)
+
+
+def test_a_content_image_too_small_for_the_vgg_fails_alone_and_the_folder_goes_on(tmp_path, capsys):
+    content_dir = _content(tmp_path / "content", ("big.png",), 16)
+    Image.new("RGB", (12, 10), (90, 40, 20)).save(content_dir / "tiny.png")
+    out_dir = tmp_path / "out"
+    code = stylize_cli.main(["--input", str(content_dir), "--style", str(_style_file(tmp_path, 16)), "--output",
+                             str(out_dir), *GATYS_TINY, "loss.style_layers=[relu1_1,relu5_1]"])  # 4 poolings: 16 px
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert [p.name for p in out_dir.glob("*.png")] == ["big.png"] and "failed 1" in out
+    assert f"failed: {content_dir / 'tiny.png'}: 12x10 px" in err and "image.size=16" in err
+    assert set(json.loads((out_dir / "gatys_run.json").read_text())["losses"]) == {"big.png"}

@@ -58,6 +58,7 @@ class Method(Protocol):
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor: ...
     def working_size(self, size: tuple[int, int]) -> tuple[int, int]: ...
+    def too_small(self, size: tuple[int, int]) -> str | None: ...
     @property
     def keeps_size(self) -> bool: ...
     @property
@@ -262,6 +263,9 @@ class _FolderRun:
             if work[0] * work[1] > MAX_PIXELS:
                 raise BadImageError(item.src, f"{work[0]}x{work[1]} is too large to process; use --max-size "
                                               f"(e.g. 2048)")
+            small = self.method.too_small(work)
+            if small:
+                raise BadImageError(item.src, small)
             item.x = pil_to_uint8(rgb if work == rgb.size else rgb.resize(work, Image.Resampling.BICUBIC))
         except BadImageError as e:
             item.error = e.reason
