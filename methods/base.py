@@ -120,6 +120,12 @@ class Method(ABC):
         (e.g. ``"cyclegan-generator"``), else ``""``. Our own checkpoints say their method themselves."""
         return ""
 
+    @classmethod
+    def recognise_path(cls, path: Path) -> Any:
+        """A released weights set this method reads by its files' names (a folder, or a file of one
+        that ``torch.load`` cannot read, such as a Torch7 ``.t7``), described; else None."""
+        return None
+
     def last_losses(self) -> dict[str, float] | None:
         """Per-batch losses of an optimisation method's last call (Gatys), else None."""
         return None

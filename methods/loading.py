@@ -45,7 +45,7 @@ class WeightsFile:
     kind: str
     method: str
     source: str  # "run" (newest checkpoint of a run folder), "checkpoint", "state_dict", "pretrained",
-    # "exported" (an export.py safetensors file), "onnx"
+    # "exported" (an export.py safetensors file), "onnx", "released" (a released weights set: obj describes it)
     step: int | None = None
     config: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)  # a training checkpoint's method state
@@ -66,6 +66,15 @@ def sniff(obj: Any, first: str = "") -> tuple[str, str]:
 # A reference checkpoint folder holds these (latest_net_G.pth: its test-only models).
 _REF_FILES: dict[str, tuple[str, ...]] = {"AtoB": ("latest_net_G_A.pth", "latest_net_G.pth"),
                                           "BtoA": ("latest_net_G_B.pth", "latest_net_G.pth")}
+
+
+def _released(path: Path, method: str) -> WeightsFile | None:
+    """A released weights set at ``path`` that a method of the table reads (``method`` asked first)."""
+    for name in sorted(METHODS, key=lambda n: n != method):
+        found = inference_class(name).recognise_path(path)
+        if found is not None:
+            return WeightsFile(path, found, "released", name, "released")
+    return None
 
 
 def open_weights(checkpoint: str | Path, direction: str = "AtoB", method: str = "") -> WeightsFile:
@@ -89,10 +98,20 @@ def open_weights(checkpoint: str | Path, direction: str = "AtoB", method: str = 
                                "training", ckpt.method, "run", ckpt.step, ckpt.config, ckpt.extra)
         ref = next((path / n for n in _REF_FILES.get(direction, ()) if (path / n).is_file()), None)
         if ref is None:
+            released = _released(path, method)
+            if released is not None:
+                return released
             raise CheckpointError(f"{path} is a folder with neither checkpoints/step_*.pt (a run folder) nor "
                                   f"{' or '.join(_REF_FILES.get(direction, ('latest_net_G.pth',)))} "
-                                  f"(a reference checkpoint folder)")
+                                  f"(a reference checkpoint folder), nor a released WCT / AdaIN weights set")
         path = ref
+    if path.is_file() and (released := _released(path, method)) is not None:
+        return released  # a file of a released set, by its name: the set
+    if path.suffix.lower() == ".t7" and path.is_file():
+        if released is None:
+            raise CheckpointError(f"{path}: a Torch7 file this project reads only as part of Li et al.'s WCT release "
+                                  f"(vgg_normalised_conv{{k}}_1.t7 and feature_invertor_conv{{k}}_1.t7 in one folder)")
+        return released
     if path.suffix.lower() == ".onnx":
         if method not in ("", "onnx"):
             raise CheckpointError(f"{path} is an exported ONNX graph, not {method} weights; run it with --method auto "

@@ -1,9 +1,12 @@
 """Universal style transfer as methods: WCT (Li et al. 2017) and AdaIN (Huang & Belongie 2017)
-with the decoders of one ``wct`` training run and any style image.
+with the decoders of one ``wct`` training run, or those the authors released
+(:mod:`methods.wct_files`), and any style image.
 
 * The encoder is rebuilt from the run's stored config (:func:`options.wct.encoder_weights`): the
-  VGG-19 weights its decoders were trained to invert, a random-weight VGG only if the run used
-  one, and then the method's name says so.
+  VGG-19 weights its decoders were trained to invert (``vgg.arch``: torchvision's or the
+  releases' normalised VGG-19), a random-weight VGG only if the run used one, and then the
+  method's name says so. A released set brings its own encoder. ``encoder=PATH`` gives the
+  encoder's file elsewhere; one of the other VGG-19 layout is refused.
 * Style images are read, scaled down to ``style_max_size`` if larger, and encoded once when the
   method is built (:class:`models.wct.StyleFeatures`); several are blended with ``--style-weights``.
 * WCT: multi-level, coarse to fine, over ``levels`` (default: every level the run has), with
@@ -24,9 +27,17 @@ from torch import nn
 from data.image_io import load_style_images, uint8_to_unit, unit_to_uint8
 from methods.base import Method, MethodError
 from methods.loading import WeightsFile
+from methods.wct_files import (
+    PublishedWeights,
+    adain_set,
+    find_published,
+    is_adain_decoder,
+    load_published,
+    read_normalised_encoder,
+)
 from models.color import preserve_color
 from models.style_losses import resize_longer
-from models.vgg import VGG19Features, VGGInfo, VGGWeightsUnavailable, load_vgg19
+from models.vgg import VGGInfo, VGGWeightsUnavailable, load_vgg19
 from models.wct import ADAIN_LEVEL, LEVELS, StyleFeatures, build_decoders, coarse_to_fine, stylize
 from options.config import ConfigError, build, load
 from options.methods import MethodOptions
@@ -36,7 +47,7 @@ from options.wct import (
     WCTSettings,
     encoder_weights,
 )
-from utils.checkpoint import CheckpointError, is_state_dict, load_strict, strip_prefixes
+from utils.checkpoint import CheckpointError, is_state_dict, load_file, load_strict, strip_prefixes
 from utils.device import autocast_context
 
 
@@ -46,6 +57,7 @@ class LoadedDecoders:
     levels: list[str]  # the levels it has decoders for, fine to coarse
     width: float  # the decoders' channel multiplier (model.width)
     config: dict[str, Any]  # the run's resolved config: the encoder it inverts is under "vgg"
+    released: PublishedWeights | None = None  # a released set: its decoders and its encoder
 
 
 def wct_decoders(file: WeightsFile) -> LoadedDecoders:
@@ -53,8 +65,9 @@ def wct_decoders(file: WeightsFile) -> LoadedDecoders:
     ``relu4_1.body.conv4_1.weight``), built at the run's ``model.width`` and loaded strictly."""
     if file.kind != "training" or file.method != "wct":
         found = f"a {file.method} training checkpoint" if file.kind == "training" else f"a {file.kind} file"
-        raise CheckpointError(f"{file.path}: WCT and AdaIN need a decoder run (method: wct), found {found}; train "
-                              f"decoders with `python train.py --config experiments/wct_demo.yaml`")
+        raise CheckpointError(f"{file.path}: WCT and AdaIN need a decoder run (method: wct) or a released set "
+                              f"(docs/methods.md), found {found}; train decoders with "
+                              f"`python train.py --config experiments/wct_demo.yaml`")
     nets = file.obj.get("nets")
     sd = nets.get("decoders") if isinstance(nets, dict) else None
     if not is_state_dict(sd):
@@ -78,11 +91,19 @@ def wct_decoders(file: WeightsFile) -> LoadedDecoders:
     return LoadedDecoders(net, levels, width, config)
 
 
-def load_encoder(cfg: WCTConfig, levels: list[str]) -> tuple[VGG19Features, VGGInfo]:
-    """The frozen VGG-19 a run's decoders invert (:func:`options.wct.encoder_weights`), built up to
-    the deepest of ``levels``; a missing weights file is a :class:`MethodError` saying what to do."""
+def load_encoder(cfg: WCTConfig, levels: list[str], weights_file: str = "") -> tuple[nn.Module, VGGInfo]:
+    """The frozen VGG-19 a run's decoders invert (:func:`options.wct.encoder_weights`; ``weights_file``:
+    the same network's weights from another file), built up to the deepest of ``levels``; a missing
+    weights file is a :class:`MethodError` saying what to do."""
     v = cfg.vgg
     weights, fallback = encoder_weights(v)
+    if weights_file:
+        weights, fallback = weights_file, False
+    if v.arch == "normalised":
+        return read_normalised_encoder(weights, levels)
+    if weights not in ("imagenet", "random") and _is_normalised_file(weights):
+        raise MethodError(f"{weights} is the releases' normalised VGG-19 (a 1x1 input conv first), but these "
+                          f"decoders were trained on torchvision's VGG-19 (vgg.arch=torchvision): give that encoder")
     try:
         net, info = load_vgg19(levels, "max", weights, v.preprocess, allow_download=v.download,
                                random_if_unavailable=fallback, seed=cfg.seed)
@@ -102,10 +123,24 @@ def run_config(file: WeightsFile) -> WCTConfig:
         raise MethodError(f"{file.path}: the run's stored config does not read as a wct config ({e})") from e
 
 
-def run_encoder(cfg: WCTConfig, levels: list[str], device: torch.device) -> tuple[VGG19Features, VGGInfo]:
+def _is_normalised_file(path: str) -> bool:
+    """True when the weights file's first convolution is the releases' 1x1 input conv."""
+    if not Path(path).is_file() or Path(path).suffix.lower() == ".t7":
+        return Path(path).suffix.lower() == ".t7"
+    try:
+        obj = load_file(path)
+    except CheckpointError:
+        return False
+    first = next((v for v in obj.values() if isinstance(v, torch.Tensor) and v.dim() == 4), None) \
+        if isinstance(obj, dict) else None
+    return first is not None and tuple(first.shape) == (3, 3, 1, 1)
+
+
+def run_encoder(cfg: WCTConfig, levels: list[str], device: torch.device,
+                weights_file: str = "") -> tuple[nn.Module, VGGInfo]:
     """The VGG-19 the run's decoders invert, built up to the deepest of ``levels``, on ``device``."""
     try:
-        net, info = load_encoder(cfg, levels)
+        net, info = load_encoder(cfg, levels, weights_file)
     except MethodError as e:
         raise MethodError(f"the decoders' encoder cannot be rebuilt: {e}") from e
     return net.to(device), info
@@ -118,7 +153,8 @@ class UniversalStyleMethod(Method):
     title = ""
 
     def __init__(self, opts: MethodOptions, file: WeightsFile, loaded: LoadedDecoders, levels: list[str],
-                 transform: str, eps: float, rank_tol: float, style_max_size: int, device: torch.device) -> None:
+                 transform: str, eps: float, rank_tol: float, style_max_size: int, device: torch.device,
+                 encoder_file: str = "") -> None:
         super().__init__(device, opts.amp, opts.label)
         autocast_context(device, opts.amp)  # a bad amp / device pair fails before any work
         self.file, self.loaded = file, loaded
@@ -128,8 +164,10 @@ class UniversalStyleMethod(Method):
         self.styles = [Path(s) for s in opts.style]
         self.style_weights = list(opts.style_weights) or None
         self.config_file = Path(opts.config) if opts.config else None
-        cfg = run_config(file)
-        self.encoder, self.vgg = run_encoder(cfg, self.levels, device)
+        if loaded.released is not None:
+            self.encoder, self.vgg = loaded.released.encoder.to(device), loaded.released.info
+        else:
+            self.encoder, self.vgg = run_encoder(run_config(file), self.levels, device, encoder_file)
         self.decoders = loaded.decoders.to(device)
         self.style_features = self._style_features()
 
@@ -168,10 +206,11 @@ class UniversalStyleMethod(Method):
                 f"{self.vgg.label}")
 
     def input_files(self) -> list[Path]:
-        files = [Path(self.file.path), *self.styles]
+        released = self.loaded.released
+        files = [*(released.files if released is not None else [Path(self.file.path)]), *self.styles]
         if self.config_file is not None:
             files.append(self.config_file)
-        if self.vgg.pretrained and Path(self.vgg.source).is_file():
+        if self.vgg.pretrained and Path(self.vgg.source).is_file() and Path(self.vgg.source) not in files:
             files.append(Path(self.vgg.source))
         return files
 
@@ -188,10 +227,16 @@ class UniversalStyleMethod(Method):
         return unit_to_uint8(y).cpu()
 
 
-def _decoders_of(file: WeightsFile | None, what: str) -> LoadedDecoders:
+def _decoders_of(file: WeightsFile | None, what: str, levels: list[str], encoder_file: str) -> LoadedDecoders:
+    """The decoders ``file`` holds (``levels``: which a released set's to build; empty = all)."""
     if file is None:
         raise MethodError(f"{what} needs --checkpoint: a decoder run (train one with "
-                          f"`python train.py --config experiments/wct_demo.yaml`)")
+                          f"`python train.py --config experiments/wct_demo.yaml`), or a released weights set")
+    if file.kind in ("released", "adain-decoder"):
+        found = file.obj if file.kind == "released" else adain_set(file.path)
+        levels = levels or sorted(found.decoders, key=LEVELS.index)
+        released = load_published(found, levels, encoder_file)
+        return LoadedDecoders(released.decoders, released.levels, 1.0, {}, released)
     return wct_decoders(file)
 
 
@@ -203,14 +248,18 @@ class WCTMethod(UniversalStyleMethod):
 
     @classmethod
     def build(cls, opts: MethodOptions, file: WeightsFile | None, device: torch.device) -> WCTMethod:
-        loaded = _decoders_of(file, "WCT")
         s = load(WCTSettings, opts.config or None, opts.settings)
+        loaded = _decoders_of(file, "WCT", list(s.levels), s.encoder)
         levels = list(s.levels) or list(loaded.levels)
         missing = [level for level in levels if level not in loaded.levels]
         if missing:
             raise MethodError(f"levels: {file.path} has no decoder for {', '.join(missing)} (it has "
                               f"{', '.join(loaded.levels)}); choose among those")
-        return cls(opts, file, loaded, levels, s.transform, s.eps, s.rank_tol, s.style_max_size, device)
+        return cls(opts, file, loaded, levels, s.transform, s.eps, s.rank_tol, s.style_max_size, device, s.encoder)
+
+    @classmethod
+    def recognise_path(cls, path: Path) -> Any:
+        return find_published(path, "wct")
 
 
 class AdaINMethod(UniversalStyleMethod):
@@ -221,13 +270,24 @@ class AdaINMethod(UniversalStyleMethod):
 
     @classmethod
     def build(cls, opts: MethodOptions, file: WeightsFile | None, device: torch.device) -> AdaINMethod:
-        loaded = _decoders_of(file, "AdaIN")
         s = load(AdaINSettings, opts.config or None, opts.settings)
+        released = file is not None and file.kind in ("released", "adain-decoder")
+        loaded = _decoders_of(file, "AdaIN", [ADAIN_LEVEL] if released else [], s.encoder)
         if ADAIN_LEVEL not in loaded.levels:
             raise MethodError(f"AdaIN needs a {ADAIN_LEVEL} decoder; {file.path} has decoders for "
                               f"{', '.join(loaded.levels)} only: train one with model.levels including {ADAIN_LEVEL} "
                               f"(e.g. python train.py --config experiments/wct_demo.yaml)")
-        return cls(opts, file, loaded, [ADAIN_LEVEL], "adain", s.eps, 0.0, s.style_max_size, device)
+        return cls(opts, file, loaded, [ADAIN_LEVEL], "adain", s.eps, 0.0, s.style_max_size, device, s.encoder)
+
+    @classmethod
+    def recognise(cls, obj: Any) -> str:
+        return "adain-decoder" if is_adain_decoder(obj) else ""
+
+    @classmethod
+    def recognise_path(cls, path: Path) -> Any:
+        """pytorch-AdaIN's pair, or a WCT release with a relu4_1 decoder (AdaIN runs on it as on a run's)."""
+        found = find_published(path, "adain") or find_published(path, "wct")
+        return found if found is not None and ADAIN_LEVEL in found.decoders else None
 
     def settings(self) -> dict[str, Any]:
         out = super().settings()

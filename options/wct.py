@@ -40,8 +40,13 @@ CROP_MULTIPLE = 16  # relu5_1 is 1/16 of the image: every level's decoder must g
 
 @dataclass
 class EncoderConfig:
-    """The frozen VGG-19 encoder (:mod:`models.vgg`), max pooling as trained."""
+    """The frozen VGG-19 encoder, max pooling as trained. ``arch`` says which VGG-19 the decoders
+    invert: torchvision's (:mod:`models.vgg`: zero padding, ImageNet mean / std inside) or the
+    normalised one of Li et al.'s and Huang & Belongie's releases (:mod:`models.normalised_vgg`:
+    a 1x1 input conv, reflection padding; ``weights`` is then its file, ``vgg_normalised.pth`` or
+    a ``.t7``). Decoders trained on one are refused with the other at test time."""
 
+    arch: Literal["torchvision", "normalised"] = "torchvision"
     weights: str = "imagenet"  # imagenet (torch cache / download) | random (tests, offline demo) | a .pth path
     preprocess: Literal["auto", "torchvision", "caffe"] = "auto"  # auto: caffe for vgg19-d01eb7cb / *caffe* files
     download: bool = True  # may fetch the imagenet file into the torch cache
@@ -85,7 +90,8 @@ class WCTConfig(RunConfig):
     train: TrainConfig = field(default_factory=TrainConfig)
 
     # Key prefixes a resumed run may not change: they would not describe the checkpoint's networks or state.
-    RESUME_FROZEN: ClassVar[tuple[str, ...]] = ("method", "model.", "vgg.weights", "vgg.preprocess", "vgg.resolved")
+    RESUME_FROZEN: ClassVar[tuple[str, ...]] = ("method", "model.", "vgg.arch", "vgg.weights", "vgg.preprocess",
+                                                "vgg.resolved")
 
     def validate(self) -> None:
         """Ranges and cross-key rules; raises :class:`options.config.ConfigError` naming the key."""
@@ -96,6 +102,10 @@ class WCTConfig(RunConfig):
         check(bool(v.weights), "vgg.weights", "must be imagenet, random or a path to a VGG-19 .pth file")
         check(v.resolved in ("", "imagenet", "random") or v.resolved == v.weights, "vgg.resolved",
               "is written by the trainer (the weights it loaded); leave it out of configs")
+        if v.arch == "normalised":
+            check(v.weights not in ("imagenet", "random"), "vgg.weights",
+                  "vgg.arch=normalised reads the release's normalised VGG-19 file: give its path "
+                  "(vgg_normalised.pth, or vgg_normalised_conv5_1.t7)")
         _check_levels(m.levels, "model.levels", allow_empty=False)
         check(0 < m.width <= 4, "model.width", f"must be in (0, 4], got {m.width}")
         check(cfg.loss.feature_weight >= 0, "loss.feature_weight", f"must be >= 0, got {cfg.loss.feature_weight}")
@@ -140,6 +150,7 @@ class WCTSettings:
     eps: float = 1e-5  # added to the content covariance's eigenvalues before whitening
     rank_tol: float = 1e-5  # eigenvalues <= rank_tol * largest are dropped (relative rank cut)
     style_max_size: int = 512  # a style image's longer side is scaled down to this if above (0 = never)
+    encoder: str = ""  # the encoder's weights file; "" = the one the decoders were trained with (the run's, the release's)
 
     def validate(self) -> None:
         s = self
@@ -156,6 +167,7 @@ class AdaINSettings:
 
     eps: float = 1e-5  # added to the content variance (Huang & Belongie's value)
     style_max_size: int = 512  # a style image's longer side is scaled down to this if above (0 = never)
+    encoder: str = ""  # the encoder's weights file; "" = the one the decoders were trained with (the run's, the release's)
 
     def validate(self) -> None:
         s = self
