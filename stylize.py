@@ -4,7 +4,8 @@ examples:
   python stylize.py --config experiments/gatys.yaml --input photo.jpg --style monet.jpg --output out/
   python stylize.py --input photos/ --style a.jpg b.jpg --output out/ image.style_blend=[0.7,0.3]
   python stylize.py --input photo.jpg --style s.jpg --output out/ --vgg-weights vgg19-d01eb7cb.pth \
-      loss.content_weight=5 loss.style_weight=100     # the Caffe VGG-19 and its loss weights
+      loss.content_weight=5 loss.style_weight=100     # the Caffe VGG-19 and neural-style's loss weights
+  python stylize.py --config experiments/gatys_neural_style_pt.yaml --input photo.jpg --style s.jpg --output out/
   python stylize.py --config experiments/gatys.yaml --dry-run optim.steps=500
 
 Sizes: the result is optimised and written at 512 px on its longer side (image.size=512, the

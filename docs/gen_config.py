@@ -36,8 +36,9 @@ SECTIONS = [  # (title, schema, introduction)
     ("WCT / AdaIN decoder training (`method: wct`)", lambda: training_schema("wct"),
      "`experiments/wct_demo.yaml`, `wct_decoders.yaml`. Defaults follow Li et al. 2017."),
     ("Gatys (`stylize.py --config`, a report entry's `config:`)", lambda: GatysConfig,
-     "`experiments/gatys.yaml`, `gatys_quick.yaml`. Loss weights depend on the VGG weights' input "
-     "scaling: see [methods.md](methods.md)."),
+     "`experiments/gatys.yaml`, `gatys_quick.yaml`; the peers' defaults in `gatys_neural_style_pt.yaml` and "
+     "`gatys_tutorial.yaml`. Style and content layers are summed, as in neural-style-pt and the PyTorch "
+     "tutorial; the weights depend on the VGG weights' input scaling: see [methods.md](methods.md)."),
     ("The report (`report.py --config`)", lambda: ReportConfig,
      "`experiments/report_demo.yaml`, `report_monet.yaml`. `methods` is a list of method entries "
      "(next table), one row and one column each."),

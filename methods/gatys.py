@@ -17,7 +17,7 @@ from data.image_io import load_style_images, longer_side_to, uint8_to_unit, unit
 from methods.base import Method, MethodError
 from models.gatys import GatysParams, stylize
 from models.style_losses import LossWeights
-from models.vgg import LAYER_NAMES, VGG19Features, VGGInfo, load_vgg19
+from models.vgg import LAYER_NAMES, VGG19Features, VGGInfo, VGGWeightsUnavailable, load_vgg19
 from options.config import ConfigError, load
 from options.gatys import GatysConfig
 from options.methods import MethodOptions
@@ -30,10 +30,13 @@ def loss_weights(cfg: GatysConfig) -> LossWeights:
         bad = [n for n in layers if n not in LAYER_NAMES]
         if bad:
             raise ConfigError(f"{key}: unknown VGG-19 layer(s) {', '.join(bad)}; valid: {', '.join(LAYER_NAMES)}")
+    # Layers summed, per-layer weights as given: the convention of neural-style-pt and the
+    # PyTorch tutorial (options/gatys.py), whose weights then mean the same here.
     return LossWeights(
         content=lo.content_weight, style=lo.style_weight, tv=lo.tv_weight,
         content_layers=dict(zip(lo.content_layers, lo.content_layer_weights or [1.0] * len(lo.content_layers))),
-        style_layers=dict(zip(lo.style_layers, lo.style_layer_weights or [1.0] * len(lo.style_layers))))
+        style_layers=dict(zip(lo.style_layers, lo.style_layer_weights or [1.0] * len(lo.style_layers))),
+        layer_reduction="sum", tv_norm=lo.tv_norm)
 
 
 def gatys_params(cfg: GatysConfig) -> GatysParams:
@@ -43,14 +46,32 @@ def gatys_params(cfg: GatysConfig) -> GatysParams:
         weights=loss_weights(cfg), optimizer=o.optimizer, steps=o.steps,
         lr=o.lr or (1.0 if o.optimizer == "lbfgs" else 0.02), lbfgs_history=o.lbfgs_history, scheduler=o.scheduler,
         sched_step=o.sched_step, sched_gamma=o.sched_gamma, sched_patience=o.sched_patience, init=o.init,
-        noise_ratio=o.noise_ratio, preserve_color=im.preserve_color, style_scale=im.style_scale, scales=im.scales,
+        noise_ratio=o.noise_ratio, noise_std=o.noise_std, clamp=o.clamp, preserve_color=im.preserve_color,
+        style_scale=im.style_scale, scales=im.scales,
         scale_factor=im.scale_factor, log_every=cfg.log_every, seed=cfg.seed)
+
+
+CAFFE_VGG19_FILE = "vgg19-d01eb7cb.pth"  # the Caffe VGG-19 converted for PyTorch, as neural-style-pt uses it
+
+
+def caffe_vgg19_path() -> Path:
+    """Where ``vgg.weights=caffe`` looks: the torch cache's checkpoints folder, beside torchvision's file."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / CAFFE_VGG19_FILE
 
 
 def build_extractor(cfg: GatysConfig, device: torch.device) -> tuple[VGG19Features, VGGInfo]:
     """The frozen VGG-19 the config asks for, truncated after the deepest loss layer, on ``device``."""
     v = cfg.vgg
-    net, info = load_vgg19(loss_weights(cfg).layers, v.pooling, v.weights, v.preprocess, allow_download=v.download,
+    weights, preprocess = v.weights, v.preprocess
+    if weights == "caffe":
+        path = caffe_vgg19_path()
+        if not path.is_file():
+            raise VGGWeightsUnavailable(
+                f"vgg.weights=caffe: no {CAFFE_VGG19_FILE} at {path} (it is never downloaded). Put the Caffe "
+                f"VGG-19 of neural-style / neural-style-pt there, or give its path: vgg.weights=PATH "
+                f"(stylize.py --vgg-weights PATH)")
+        weights, preprocess = str(path), ("caffe" if preprocess == "auto" else preprocess)
+    net, info = load_vgg19(loss_weights(cfg).layers, v.pooling, weights, preprocess, allow_download=v.download,
                            random_if_unavailable=v.random_if_unavailable, seed=cfg.seed)
     return net.to(device), info
 
@@ -101,7 +122,8 @@ class GatysMethod(Method):
         p = self.params
         return (f"Gatys: {self.cfg.optim.optimizer} x {p.steps}{f' x {p.scales} scales' if p.scales > 1 else ''}, "
                 f"{self.cfg.vgg.pooling} pooling, alpha {self.cfg.loss.content_weight:g}, "
-                f"beta {self.cfg.loss.style_weight:g}, {len(self.styles)} style image(s), {self.vgg.label}")
+                f"beta {self.cfg.loss.style_weight:g} (style layers summed), {len(self.styles)} style image(s), "
+                f"{self.vgg.label}")
 
     def fingerprint(self) -> dict[str, Any]:
         """Also the whole resolved config: :meth:`settings` is the report's short summary and leaves

@@ -3,7 +3,14 @@
 The pixels of an image x are optimised so that its VGG-19 features match the content image
 at the content layers and its Gram matrices match the style image(s) at the style layers:
 L(x) = alpha * L_content + beta * L_style + tv_weight * L_tv, the terms of
-:mod:`models.style_losses`.
+:mod:`models.style_losses`, the layers' losses SUMMED (``layer_reduction="sum"``) as in
+neural-style and the PyTorch tutorial, so their alpha and beta mean the same here.
+
+L-BFGS runs one iteration per step (one forward/backward each: no line search), so ``steps``
+counts loss evaluations like the tutorial's ``num_steps`` and neural-style's ``num_iterations``.
+``clamp`` says when the pixels are put back in [0, 1]: ``end`` (the result only, as neural-style)
+or ``each_eval`` (before every evaluation, as the tutorial; with Adam: projected gradient);
+``auto``: ``end`` for L-BFGS, ``each_eval`` for Adam.
 
 Extensions: colour preservation by luminance-only transfer (:mod:`models.color`), several
 style images blended by weight (their Gram matrices are mixed), style scale, coarse-to-fine
@@ -37,10 +44,16 @@ from models.vgg import VGG19Features
 
 Optimizer = Literal["lbfgs", "adam"]
 Scheduler = Literal["none", "step", "plateau", "cosine"]
-Init = Literal["content", "noise", "noisy_content"]
+Init = Literal["content", "noise", "noisy_content", "mean_noise"]
+Clamp = Literal["auto", "end", "each_eval"]
 
 # ---------------------------------------------------------------------------------------------
 # Optimisation
+
+
+def _gatys_weights() -> LossWeights:
+    # 2e5 summed over the 5 style layers = the former 1e6 averaged over them.
+    return LossWeights(style=2e5, layer_reduction="sum")
 
 
 @dataclass
@@ -48,9 +61,9 @@ class GatysParams:
     """Everything :func:`stylize` needs besides the images (built from the config by
     :func:`methods.gatys.gatys_params`)."""
 
-    weights: LossWeights = field(default_factory=LossWeights)
+    weights: LossWeights = field(default_factory=_gatys_weights)
     optimizer: Optimizer = "lbfgs"
-    steps: int = 300  # per scale level; for L-BFGS one step = one iteration = one forward/backward
+    steps: int = 300  # per scale level; for L-BFGS one step = one iteration = one loss evaluation
     lr: float = 1.0  # L-BFGS: 1 (neural-style); Adam on [0, 1] pixels: about 0.02
     lbfgs_history: int = 100
     scheduler: Scheduler = "none"  # Adam only
@@ -59,6 +72,10 @@ class GatysParams:
     sched_patience: int = 20
     init: Init = "content"
     noise_ratio: float = 0.5  # noisy_content: (1 - r) * content + r * uniform noise
+    noise_std: float = 1e-3  # mean_noise: std of the Gaussian noise, in the VGG's input units
+    # end: only the result is clamped to [0, 1]; each_eval: also before every loss evaluation;
+    # auto: end for L-BFGS, each_eval for Adam
+    clamp: Clamp = "auto"
     preserve_color: bool = False
     style_scale: float = 1.0  # style's longer side = style_scale * content's longer side
     scales: int = 1  # coarse-to-fine levels
@@ -91,9 +108,19 @@ def _at_least(img: torch.Tensor, side: int) -> torch.Tensor:
     return F.interpolate(img, size=size, mode="bilinear", align_corners=False).clamp(0, 1)
 
 
-def _init_image(content: torch.Tensor, init: Init, noise_ratio: float, gen: torch.Generator) -> torch.Tensor:
+def _init_image(content: torch.Tensor, init: Init, noise_ratio: float, gen: torch.Generator,
+                extractor: VGG19Features | None = None, noise_std: float = 1e-3) -> torch.Tensor:
     if init == "content":
         return content.clone()
+    if init == "mean_noise":
+        # The image whose VGG input is N(0, noise_std^2): the mean pixel of the weights' training
+        # data plus faint noise (neural-style's "random" init: randn * 0.001 after preprocessing).
+        if extractor is None:
+            raise ValueError("init mean_noise needs the extractor (its input convention)")
+        z = torch.randn(content.shape, generator=gen).to(content) * noise_std
+        norm = extractor.norm  # InputNorm: per channel (x - mean) / std, channels flipped for Caffe
+        x = z * norm.std.to(content) + norm.mean.to(content)
+        return x.flip(1) if norm.convention == "caffe" else x
     noise = torch.rand(content.shape, generator=gen).to(content)
     if init == "noise":
         return noise
@@ -132,7 +159,12 @@ def _optimise(extractor: VGG19Features, param: torch.Tensor, luminance_only: boo
     opt, sched = _make_optimizer(param, params)
     last: dict[str, StyleLosses] = {}
 
+    each_eval = params.clamp == "each_eval" or (params.clamp == "auto" and params.optimizer == "adam")
+
     def closure() -> torch.Tensor:
+        if each_eval:  # the tutorial's projection: every evaluated image is in [0, 1]
+            with torch.no_grad():
+                param.clamp_(0, 1)
         opt.zero_grad(set_to_none=True)
         img = render(param)
         losses = perceptual_losses(extractor(img), img, c_targets, grams, wts)
@@ -142,13 +174,11 @@ def _optimise(extractor: VGG19Features, param: torch.Tensor, luminance_only: boo
         return loss
 
     for i in range(params.steps):
+        # clamp "each_eval" projects inside the closure (for Adam: the same points as clamping
+        # after each step). "end", L-BFGS's default: the projection breaks the curvature pairs
+        # (the step taken is no longer the step L-BFGS recorded), so as in neural-style it runs
+        # unconstrained and only the result is clamped; the tutorial projects anyway.
         loss = float(opt.step(closure).detach())
-        if params.optimizer == "adam":
-            # Projected gradient: Adam tolerates it. L-BFGS does not (its curvature pairs stop
-            # matching the steps and it oscillates), so as in neural-style it runs unconstrained
-            # and only the result is clamped.
-            with torch.no_grad():
-                param.clamp_(0, 1)
         if isinstance(sched, torch.optim.lr_scheduler.ReduceLROnPlateau):
             sched.step(loss)
         elif sched is not None:
@@ -202,7 +232,9 @@ def stylize(extractor: VGG19Features, content: torch.Tensor, styles: Sequence[to
         raise ValueError(f"content of {w}x{h} px is smaller than the {floor} px per side the VGG layers need")
     sizes = level_sizes(h, w, params.scales, params.scale_factor, max(8, floor))
     history: list[dict[str, float]] = []
-    bar = tqdm(total=params.steps * len(sizes), disable=not progress, desc="gatys", leave=False, dynamic_ncols=True)
+    # disable=None: no bar where stderr is not a terminal (a log file, the report beside its own bar)
+    bar = tqdm(total=params.steps * len(sizes), disable=None if progress else True, desc="gatys", leave=False,
+               dynamic_ncols=True)
     start = time.perf_counter()
     x: torch.Tensor | None = None
     final: StyleLosses | None = None
@@ -222,7 +254,7 @@ def stylize(extractor: VGG19Features, content: torch.Tensor, styles: Sequence[to
         grams = style_grams(extractor, s_lvl, blend, list(params.weights.style_layers))
 
         if x is None:
-            start_img = _init_image(c_lvl, params.init, params.noise_ratio, gen)
+            start_img = _init_image(c_lvl, params.init, params.noise_ratio, gen, extractor, params.noise_std)
         else:  # coarse-to-fine: the previous level's result, upsampled, is the next init
             start_img = F.interpolate(x, size=size, mode="bilinear", align_corners=False).clamp(0, 1)
         # With colour preservation only the luminance is optimised (one channel).

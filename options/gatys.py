@@ -2,15 +2,25 @@
 report entry's ``config:``. Loaded like every config (YAML + ``key.sub=value``); lists are YAML
 lists: ``loss.style_layers=[relu1_1,relu2_1]``.
 
-Loss weights depend on the input scaling of the VGG weights in use (see :mod:`models.vgg`):
+The content and style terms are the SUMS of their layers' losses (each a mean of squares, Gram
+matrices normalised by C*H*W), as in neural-style-pt and the PyTorch neural-style tutorial, so
+their weights mean the same here. Good weights depend on the input scaling of the VGG weights in
+use (see :mod:`models.vgg`):
 
-===========================  ================  ===============  ==========================
-weights (vgg.weights)        input convention  content_weight   style_weight
-===========================  ================  ===============  ==========================
-imagenet (torchvision)       [0,1], mean/std   1                1e6  (PyTorch tutorial)
-vgg19-d01eb7cb.pth (Caffe)   BGR 0..255 - mean 5                100  (neural-style)
-random (tests, offline demo) as torchvision    1                1e6
-===========================  ================  ===============  ==========================
+===========================  ================  ===============  ==================================
+weights (vgg.weights)        input convention  content_weight   style_weight (5 style layers)
+===========================  ================  ===============  ==================================
+imagenet (torchvision)       [0,1], mean/std   1                2e5 (default); 1e6 the tutorial's
+vgg19-d01eb7cb.pth (Caffe)   BGR 0..255 - mean 5                100 (neural-style-pt)
+random (tests, offline demo) as torchvision    1                2e5
+===========================  ================  ===============  ==================================
+
+The default 2e5 is the former default 1e6, which averaged the 5 style layers (1e6 / 5): the
+results are the same as before. A config written for the averaging convention converts by
+dividing style_weight by the number of style layers (and content_weight by the number of
+content layers, when there are several); explicit per-layer weights are no longer normalised
+to sum to 1, so divide them by their sum as well. Presets: ``experiments/gatys_tutorial.yaml``,
+``experiments/gatys_neural_style_pt.yaml``.
 
 Layer names are checked against VGG-19's when the method is built (``methods/gatys.py``).
 """
@@ -27,7 +37,10 @@ from options.config import check, load
 
 @dataclass
 class GatysVGGConfig:
-    weights: str = "imagenet"  # imagenet (torch cache / download) | random (tests) | path to a .pth file
+    # imagenet (torch cache / download) | caffe (Gatys only, not scoring: the Caffe VGG-19
+    # vgg19-d01eb7cb.pth of neural-style in the torch cache's checkpoints folder, never downloaded)
+    # | random (tests) | a path to a .pth file
+    weights: str = "imagenet"
     preprocess: Literal["auto", "torchvision", "caffe"] = "auto"  # auto: caffe for vgg19-d01eb7cb / *caffe* files
     pooling: Literal["max", "avg"] = "max"  # avg: the paper's suggestion; a student report's best with a scheduler
     download: bool = True  # may fetch the imagenet file into the torch cache
@@ -41,8 +54,11 @@ class GatysLossConfig:
     style_layers: list[str] = field(default_factory=lambda: ["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"])
     style_layer_weights: list[float] = field(default_factory=list)  # one per style layer; empty = equal
     content_weight: float = 1.0  # alpha
-    style_weight: float = 1e6  # beta; 1e6 balances alpha = 1 for torchvision weights (table above)
-    tv_weight: float = 0.0
+    style_weight: float = 2e5  # beta, on the SUM of the style layers' losses (table above)
+    tv_weight: float = 0.0  # neural-style-pt: 1e-3 with tv_norm l1_sum
+    # squared_mean: mean of squared neighbour differences on [0, 1] pixels (size independent);
+    # l1_sum: sum of absolute differences on 0..255 pixels, neural-style-pt's TV term
+    tv_norm: Literal["squared_mean", "l1_sum"] = "squared_mean"
 
 
 @dataclass
@@ -55,8 +71,14 @@ class GatysOptimConfig:
     sched_step: int = 100  # step: multiply the lr by sched_gamma every sched_step steps
     sched_gamma: float = 0.5  # step and plateau factor
     sched_patience: int = 20  # plateau: steps without improvement before lowering the lr
-    init: Literal["content", "noise", "noisy_content"] = "content"
+    # content (the PyTorch tutorial) | noise (uniform in [0, 1]) | noisy_content | mean_noise (the
+    # VGG input mean plus Gaussian noise: neural-style-pt's init random)
+    init: Literal["content", "noise", "noisy_content", "mean_noise"] = "content"
     noise_ratio: float = 0.5  # noisy_content: (1 - r) * content + r * noise
+    noise_std: float = 1e-3  # mean_noise: noise std in the VGG's input units (neural-style-pt: 0.001)
+    # when pixels are clamped to [0, 1]: end (the result only, neural-style-pt) | each_eval (before
+    # every loss evaluation, the PyTorch tutorial) | auto (end for lbfgs, each_eval for adam)
+    clamp: Literal["auto", "end", "each_eval"] = "auto"
 
 
 @dataclass
@@ -89,10 +111,10 @@ class GatysConfig:
         check(cfg.batch_size >= 1, "batch_size", "must be >= 1")
         check(cfg.log_every >= 1, "log_every", "must be >= 1")
         v = cfg.vgg
-        check(bool(v.weights.strip()), "vgg.weights", "expected imagenet, random or a path to a .pth file")
-        if v.weights not in ("imagenet", "random"):
+        check(bool(v.weights.strip()), "vgg.weights", "expected imagenet, caffe, random or a path to a .pth file")
+        if v.weights not in ("imagenet", "caffe", "random"):
             check(Path(v.weights).expanduser().is_file(), "vgg.weights",
-                  f"file {v.weights} not found (use imagenet, random, or a path to a VGG-19 state_dict)")
+                  f"file {v.weights} not found (use imagenet, caffe, random, or a path to a VGG-19 state_dict)")
         lo = cfg.loss
         _check_layers("loss.content_layers", lo.content_layers, "loss.content_layer_weights", lo.content_layer_weights)
         _check_layers("loss.style_layers", lo.style_layers, "loss.style_layer_weights", lo.style_layer_weights)
@@ -107,6 +129,7 @@ class GatysConfig:
         check(0 < o.sched_gamma <= 1, "optim.sched_gamma", "must be in (0, 1]")
         check(o.sched_patience >= 0, "optim.sched_patience", "must be >= 0")
         check(0 <= o.noise_ratio <= 1, "optim.noise_ratio", "must be in [0, 1]")
+        check(o.noise_std > 0, "optim.noise_std", "must be > 0")
         im = cfg.image
         check(im.size == 0 or 16 <= im.size <= 8192, "image.size", "must be 0 (keep the input size) or in [16, 8192]")
         check(im.style_scale > 0, "image.style_scale", "must be > 0")

@@ -18,10 +18,18 @@ from PIL import Image
 
 from data.image_io import StyleImageError
 from methods.base import MethodError
-from methods.gatys import GatysMethod, gatys_params
+from methods.gatys import GatysMethod, build_extractor, gatys_params
 from models.color import luminance, rgb_to_yiq, yiq_to_rgb
-from models.gatys import GatysParams, level_sizes, stylize
-from models.style_losses import LossWeights, content_loss, gram_matrix, style_grams, style_loss, tv_loss
+from models.gatys import GatysParams, _init_image, level_sizes, stylize
+from models.style_losses import (
+    LossWeights,
+    content_loss,
+    gram_matrix,
+    perceptual_losses,
+    style_grams,
+    style_loss,
+    tv_loss,
+)
 from models.vgg import LAYER_NAMES, VGG19Features, VGGInfo, VGGWeightsUnavailable, load_vgg19
 from options.config import ConfigError
 from options.gatys import load_gatys_config
@@ -79,6 +87,82 @@ def test_loss_weights_normalise_layers():
     assert w.style_layers == {"relu1_1": 0.25, "relu2_1": 0.75}
     with pytest.raises(ValueError):
         LossWeights(style_layers={"relu1_1": 0.0})
+    # The sum convention (Gatys) keeps the per-layer weights as given.
+    summed = LossWeights(style_layers={"relu1_1": 1.0, "relu2_1": 3.0}, layer_reduction="sum")
+    assert summed.style_layers == {"relu1_1": 1.0, "relu2_1": 3.0}
+    with pytest.raises(ValueError):
+        LossWeights(style_layers={"relu1_1": 0.0}, layer_reduction="sum")
+    with pytest.raises(ValueError):
+        LossWeights(layer_reduction="median")
+
+
+def test_tv_l1_sum_by_hand():
+    """neural-style-pt's TV: sum of |differences| of 0..255 pixels; ours by default: mean of squares."""
+    ramp = torch.tensor([0.0, 0.5, 1.0]).view(1, 1, 1, 3).expand(1, 1, 3, 3)  # steps of 0.5 across
+    assert tv_loss(ramp, "l1_sum").item() == pytest.approx(255 * 0.5 * 6)  # 2 steps x 3 rows, none down
+    assert tv_loss(ramp).item() == pytest.approx(0.25)  # (0.5^2 * 6) / 6 horizontal pairs
+    assert tv_loss(torch.cat([ramp, 0.5 * ramp]), "l1_sum").tolist() == pytest.approx([765.0, 382.5])  # per image
+    with pytest.raises(ValueError, match="TV norm"):
+        tv_loss(ramp, "l2")
+
+
+def _by_hand_layer_losses(feats, grams, content_feats):
+    """Per-layer style losses (mean of squared Gram differences) and the content MSE, written out."""
+    style = {}
+    for name, target in grams.items():
+        f = feats[name][0]
+        c, h, w = f.shape
+        flat = f.reshape(c, h * w)
+        g = flat @ flat.T / (c * h * w)
+        style[name] = float(((g - target[0]) ** 2).sum() / (c * c))
+    content = {name: float(((feats[name] - t) ** 2).sum() / t.numel()) for name, t in content_feats.items()}
+    return style, content
+
+
+def test_summed_style_loss_is_the_sum_of_the_layers_by_hand(small_vgg):
+    x, content, style = _images(1, 32, 30), _images(1, 32, 31), _images(1, 32, 32)
+    layers = list(SMALL.style_layers)
+    grams = style_grams(small_vgg, [style], None, layers)
+    with torch.no_grad():
+        feats, c_feats = small_vgg(x), small_vgg(content)
+    per_layer, per_content = _by_hand_layer_losses(feats, grams, {"relu2_2": c_feats["relu2_2"]})
+    assert all(v > 0 for v in per_layer.values())
+    summed = LossWeights(style=7.0, content=3.0, content_layers={"relu2_2": 1.0},
+                         style_layers={"relu1_1": 1.0, "relu2_1": 1.0}, layer_reduction="sum")
+    got = perceptual_losses(feats, x, {"relu2_2": c_feats["relu2_2"]}, grams, summed)
+    assert got.style.item() == pytest.approx(sum(per_layer.values()), rel=1e-5)
+    assert got.total.item() == pytest.approx(3.0 * per_content["relu2_2"] + 7.0 * sum(per_layer.values()), rel=1e-5)
+    # Per-layer weights multiply their layer's loss, unnormalised: the config's [1, 3] stays [1, 3].
+    cfg = load_gatys_config(None, ["loss.content_layers=[relu2_2]", "loss.style_layers=[relu1_1,relu2_1]",
+                                   "loss.style_layer_weights=[1,3]"])
+    weighted = style_loss(feats, grams, gatys_params(cfg).weights.style_layers).item()
+    assert weighted == pytest.approx(per_layer["relu1_1"] + 3 * per_layer["relu2_1"], rel=1e-5)
+    # The averaging convention (Johnson's trainer, the report's columns) is still there.
+    assert style_loss(feats, grams, SMALL.style_layers).item() == pytest.approx(
+        sum(per_layer.values()) / 2, rel=1e-5)
+
+
+def test_converted_defaults_give_the_former_total_loss():
+    """1e6 on the MEAN of the 5 style layers (before) = 2e5 on their SUM (now): same total loss, hence
+    the same optimisation, for the defaults and the shipped configs."""
+    default = gatys_params(load_gatys_config(None, []))
+    assert (default.weights.content, default.weights.style) == (1.0, 2e5)
+    for name in ("gatys.yaml", "gatys_quick.yaml"):
+        w = gatys_params(load_gatys_config(ROOT / "experiments" / name)).weights
+        assert (w.content, w.style, w.tv, w.layer_reduction) == (1.0, 2e5, 0.0, "sum"), name
+        assert w.style_layers == default.weights.style_layers and w.content_layers == {"relu4_2": 1.0}
+    assert GatysParams().weights == default.weights  # the function's own default too
+    torch.manual_seed(3)
+    net, _ = load_vgg19(default.weights.layers, "max", "random")
+    x, content, style = _images(1, 32, 33), _images(1, 32, 34), _images(1, 32, 35)
+    grams = style_grams(net, [style], None, list(default.weights.style_layers))
+    with torch.no_grad():
+        feats, c_feats = net(x), net(content)
+    per_layer, per_content = _by_hand_layer_losses(feats, grams, {"relu4_2": c_feats["relu4_2"]})
+    assert len(per_layer) == 5
+    before = 1.0 * per_content["relu4_2"] + 1e6 * sum(per_layer.values()) / 5  # the former convention
+    now = perceptual_losses(feats, x, {"relu4_2": c_feats["relu4_2"]}, grams, default.weights)
+    assert now.total.item() == pytest.approx(before, rel=1e-5)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -218,6 +302,52 @@ def test_style_blend_mixes_gram_matrices(small_vgg):
         style_grams(small_vgg, [s1, s2], [1.0], ["relu1_1"])
 
 
+def _record_inputs(monkeypatch, net) -> list[tuple[float, float]]:
+    """(min, max) of every image the VGG is given from now on."""
+    seen: list[tuple[float, float]] = []
+    forward = net.forward
+
+    def recording(x, layers=None):
+        seen.append((float(x.detach().min()), float(x.detach().max())))
+        return forward(x, layers)
+
+    monkeypatch.setattr(net, "forward", recording)
+    return seen
+
+
+def test_clamp_each_eval_keeps_every_evaluated_image_in_range(small_vgg, monkeypatch):
+    content, style = _images(1, 16, 0), _images(1, 16, 1)
+    weights = LossWeights(content_layers=dict(SMALL.content_layers), style_layers=dict(SMALL.style_layers),
+                          style=1e6, layer_reduction="sum")
+    seen = _record_inputs(monkeypatch, small_vgg)
+    end = stylize(small_vgg, content, [style], GatysParams(weights=weights, steps=8, clamp="end"))
+    assert max(hi for _, hi in seen) > 1.0 or min(lo for lo, _ in seen) < 0.0  # unconstrained L-BFGS leaves [0, 1]
+    seen.clear()
+    each = stylize(small_vgg, content, [style], GatysParams(weights=weights, steps=8, clamp="each_eval"))
+    assert len(seen) >= 8  # every evaluation went through the recorder
+    assert all(0.0 <= lo and hi <= 1.0 for lo, hi in seen)
+    for r in (end, each):
+        assert 0 <= r.images.min() and r.images.max() <= 1
+    assert not torch.equal(end.images, each.images)
+    # auto: L-BFGS clamps at the end, Adam before every evaluation (projected gradient), as before.
+    auto = stylize(small_vgg, content, [style], GatysParams(weights=weights, steps=8))
+    assert torch.equal(auto.images, end.images)
+    adam = {c: stylize(small_vgg, content, [style], GatysParams(weights=weights, steps=4, optimizer="adam", lr=0.2,
+                                                                clamp=c)).images for c in ("auto", "each_eval", "end")}
+    assert torch.equal(adam["auto"], adam["each_eval"]) and not torch.equal(adam["auto"], adam["end"])
+
+
+@pytest.mark.parametrize("convention", ["torchvision", "caffe"])
+def test_mean_noise_init_is_faint_noise_around_the_vgg_input_mean(convention):
+    """neural-style-pt's init random: randn * 0.001 in the VGG's input units."""
+    net = VGG19Features(["relu1_1"], convention=convention)
+    content = torch.rand(1, 3, 64, 64)
+    x = _init_image(content, "mean_noise", 0.5, torch.Generator().manual_seed(0), net, 1e-3)
+    z = net.norm(x)
+    assert z.mean(dim=(0, 2, 3)).abs().max() < 1e-4 and z.std().item() == pytest.approx(1e-3, rel=0.05)
+    assert 0 < x.min() and x.max() < 1
+
+
 def test_batch_multiscale_noise_init_and_reproducibility(small_vgg):
     content, style = _images(2, 32, 6), _images(1, 24, 7)
     params = GatysParams(weights=SMALL, steps=2, scales=2, init="noise", style_scale=0.5, log_every=1, seed=3)
@@ -239,7 +369,7 @@ def test_shipped_configs_load_and_overrides_are_checked():
     assert p.optimizer == "lbfgs" and p.lr == 1.0 and p.steps == 300
     assert list(p.weights.content_layers) == ["relu4_2"]
     assert list(p.weights.style_layers) == ["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"]
-    assert p.weights.style == 1e6 and p.weights.content == 1.0
+    assert p.weights.style == 2e5 and p.weights.content == 1.0 and p.weights.layer_reduction == "sum"
     quick = load_gatys_config(ROOT / "experiments" / "gatys_quick.yaml", ["optim.optimizer=adam"])
     assert quick.vgg.pooling == "avg" and quick.image.size == 0 and gatys_params(quick).lr == 0.02
     with pytest.raises(ConfigError, match=r"'optim.stepz' \(did you mean 'steps'\?\); valid keys here: optim.opt"):
@@ -253,6 +383,52 @@ def test_shipped_configs_load_and_overrides_are_checked():
         load_gatys_config(None, ["vgg.pooling=median"])
     with pytest.raises(ConfigError, match="image.size: must be 0"):
         load_gatys_config(None, ["image.size=8"])
+
+
+def test_presets_load_with_the_peers_values(capsys):
+    """experiments/gatys_tutorial.yaml: the PyTorch tutorial; gatys_neural_style_pt.yaml: neural-style-pt."""
+    tut = load_gatys_config(ROOT / "experiments" / "gatys_tutorial.yaml")
+    p = gatys_params(tut)
+    assert list(p.weights.content_layers) == ["conv2_2"]  # its conv_4: convolutions counted, before the ReLU
+    assert list(p.weights.style_layers) == ["conv1_1", "conv1_2", "conv2_1", "conv2_2", "conv3_1"]
+    assert (p.weights.content, p.weights.style, p.weights.tv, p.weights.layer_reduction) == (1.0, 1e6, 0.0, "sum")
+    assert (p.optimizer, p.lr, p.lbfgs_history, p.steps, p.init, p.clamp) == ("lbfgs", 1.0, 100, 320, "content",
+                                                                            "each_eval")
+    assert (tut.vgg.weights, tut.vgg.preprocess, tut.vgg.pooling, tut.image.size) == ("imagenet", "torchvision",
+                                                                                      "max", 512)
+    nsp = load_gatys_config(ROOT / "experiments" / "gatys_neural_style_pt.yaml")
+    p = gatys_params(nsp)
+    assert list(p.weights.content_layers) == ["relu4_2"]
+    assert list(p.weights.style_layers) == ["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"]
+    w = p.weights
+    assert (w.content, w.style, w.tv, w.tv_norm, w.layer_reduction) == (5.0, 100.0, 1e-3, "l1_sum", "sum")
+    assert (p.optimizer, p.lr, p.lbfgs_history, p.steps, p.init, p.noise_std, p.clamp) == (
+        "lbfgs", 1.0, 100, 1000, "mean_noise", 1e-3, "end")
+    assert (nsp.vgg.weights, nsp.vgg.preprocess, nsp.vgg.pooling) == ("caffe", "caffe", "max")
+    assert (nsp.image.size, nsp.image.style_scale, nsp.image.preserve_color) == (512, 1.0, False)
+    for name in ("gatys_tutorial.yaml", "gatys_neural_style_pt.yaml"):
+        assert stylize_cli.main(["--config", str(ROOT / "experiments" / name), "--dry-run"]) == 0
+        assert "clamp: " in capsys.readouterr().out
+
+
+def test_caffe_weights_come_from_the_torch_cache(tv_features_file, tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    cfg = load_gatys_config(None, ["vgg.weights=caffe", "loss.content_layers=[relu1_1]",
+                                   "loss.style_layers=[relu1_1]"])
+    with pytest.raises(VGGWeightsUnavailable) as e:
+        build_extractor(cfg, CPU)
+    assert str(tmp_path / "hub" / "checkpoints" / "vgg19-d01eb7cb.pth") in str(e.value)
+    _, sd = tv_features_file
+    (tmp_path / "hub" / "checkpoints").mkdir(parents=True)
+    torch.save(sd, tmp_path / "hub" / "checkpoints" / "vgg19-d01eb7cb.pth")
+    net, info = build_extractor(cfg, CPU)
+    assert info.pretrained and info.convention == "caffe" and net.norm.convention == "caffe"
+    with pytest.raises(ConfigError, match="optim.noise_std"):
+        load_gatys_config(None, ["optim.noise_std=0"])
+    with pytest.raises(ConfigError, match="optim.clamp"):
+        load_gatys_config(None, ["optim.clamp=always"])
+    with pytest.raises(ConfigError, match="loss.tv_norm"):
+        load_gatys_config(None, ["loss.tv_norm=l2"])
 
 
 def test_demo_configs_never_download(tmp_path, monkeypatch):
@@ -332,7 +508,8 @@ def test_fingerprint_covers_every_setting_that_shapes_the_outputs(small_vgg, tmp
     assert fp("progress=false", "log_every=1") == base  # logging does not change an image
     for change in ("loss.style_layers=[relu1_1]", "loss.content_layer_weights=[2]", "optim.lr=0.5",
                    "optim.init=noise", "optim.lbfgs_history=5", "image.style_scale=0.5", "image.scale_factor=1.5",
-                   "vgg.preprocess=caffe", "batch_size=2", "optim.steps=3", "loss.tv_weight=1"):
+                   "vgg.preprocess=caffe", "batch_size=2", "optim.steps=3", "loss.tv_weight=1",
+                   "loss.tv_norm=l1_sum", "optim.clamp=each_eval", "optim.init=mean_noise", "optim.noise_std=0.01"):
         assert fp(change) != base, change
     # The style image's content, not only its name.
     before = fp()
