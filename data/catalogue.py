@@ -17,6 +17,9 @@ MODEL_URL = "http://efrosgans.eecs.berkeley.edu/cyclegan/pretrained_models/{}.pt
 FAST_NEURAL_STYLE_URL = "https://www.dropbox.com/s/lrvwfehqdcxoza8/saved_models.zip?dl=1"
 FAST_NEURAL_STYLES = ("candy", "mosaic", "rain_princess", "udnie")  # saved_models/<style>.pth in the zip
 CUT_URL = "http://efrosgans.eecs.berkeley.edu/CUT/pretrained_models.tar"
+# Huang & Belongie's own Torch7 files, where pytorch-AdaIN's models/download_models.sh fetches them
+ADAIN_FILES = (("https://s3.amazonaws.com/xunhuang-public/adain/vgg_normalised.t7", "vgg_normalised.t7"),
+               ("https://s3.amazonaws.com/xunhuang-public/adain/decoder.t7", "decoder.t7"))
 CUT_MODELS = {f"{d}_{m}_pretrained": f"{'FastCUT' if m == 'fastcut' else 'CUT'} generator (authors): {about}"
               for d, about in (("horse2zebra", "horse -> zebra"), ("cat2dog", "cat -> dog"),
                                ("cityscapes", "label map -> street photo")) for m in ("cut", "fastcut")}
@@ -31,6 +34,7 @@ class Entry(NamedTuple):
     dest: str
     about: str
     max_bytes: int = 0  # what its zip may hold, unpacked (the expected size, with room); 0 = only the general limits
+    files: tuple[tuple[str, str], ...] = ()  # "files": (address, file name) of each file, into the folder dest
 
 
 # The reference's dataset zips hold 256 px JPEGs (maps: 600 px), at most about 8,300 of them
@@ -83,6 +87,14 @@ NAMES: dict[str, Entry] = {
                                f"Johnson et al. 2016 networks (PyTorch examples): {', '.join(FAST_NEURAL_STYLES)}",
                                BUNDLE_MAX),
     "cut_pretrained": Entry("tar", CUT_URL, "", f"Park et al. 2020 CUT / FastCUT generators: {', '.join(CUT_MODELS)}"),
+    "adain_pretrained": Entry("files", ADAIN_FILES[0][0], "adain_pretrained",
+                              "Huang & Belongie 2017 AdaIN: their normalised VGG-19 and relu4_1 decoder (Torch7)",
+                              files=ADAIN_FILES),
+    "wct_pretrained": Entry("files", None, "wct_pretrained",
+                            "Li et al. 2017 WCT: their five encoder / decoder pairs (Torch7; not fetched: see --list)",
+                            files=tuple((None, f"{kind}_conv{k}_1.t7") for kind in ("vgg_normalised",
+                                                                                   "feature_invertor")
+                                        for k in range(1, 6))),
 }
 # Other spellings that name the same entry: every generator as <name>_pretrained, each style its bundle.
 ALIASES = {**{f"{n}_pretrained": _generator_key(n) for n in GENERATORS},
@@ -104,6 +116,8 @@ def pretrained_path(name: str, root: str | Path = "checkpoints") -> Path | None:
         return Path(root) / NAMES[_generator_key(model)].dest
     if name in FAST_NEURAL_STYLES:
         return Path(root) / NAMES["fast_neural_style"].dest / f"{name}.pth"
+    if name in NAMES and NAMES[name].kind == "files":  # a released set: its folder
+        return Path(root) / NAMES[name].dest
     return None
 
 
@@ -111,7 +125,7 @@ def find_pretrained(name: str, root: str | Path = "checkpoints") -> Path | None:
     """The downloaded weights file of a pretrained model name (:func:`pretrained_path`), or None when
     it is not there (or not a model name)."""
     path = pretrained_path(name, root)
-    return path if path is not None and path.is_file() else None
+    return path if path is not None and path.exists() else None
 
 
 def listing() -> str:

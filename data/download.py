@@ -71,7 +71,8 @@ from data.catalogue import (
 
 LAYOUT = ("trainA", "trainB", "testA", "testB")
 TEST_ONLY = {"ae_photos"}  # photos to try the style_* generators on: a test split only, so testA/ or testB/ will do
-DEFAULT_OUTPUT = {"dataset": "datasets", "generator": "checkpoints", "bundle": "checkpoints", "tar": "checkpoints"}
+DEFAULT_OUTPUT = {"dataset": "datasets", "generator": "checkpoints", "bundle": "checkpoints", "tar": "checkpoints",
+                  "files": "checkpoints"}
 _MIRROR = "try again, or pass --url for a mirror"
 MAX_TIMEOUT = 24 * 3600.0
 DEADLINE = 12 * 3600.0  # a whole download: the largest dataset at a slow 100 KiB/s fits
@@ -358,6 +359,39 @@ def _staged_zip(name: str, entry: Entry, root: Path, timeout: float,
         _remove_dirs(created)
 
 
+def _files(name: str, entry: Entry, root: Path, overwrite: bool, timeout: float, progress: bool) -> Fetched:
+    """Several files into the folder ``root/dest``: each fetched beside it and checked, then renamed in."""
+    target = root / entry.dest
+    wanted = [(url, f) for url, f in entry.files if overwrite or not (target / f).exists()]
+    if not wanted:  # files already there are kept: the user may have put them there
+        return Fetched(target, False)
+    created: list[Path] = []
+    tmp = None
+    try:
+        _make_dirs(root, created)
+        tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".{name}.", suffix=".part"))
+        for url, f in wanted:
+            fetch_file(url, tmp / f, timeout=timeout, progress=progress, check=_nonempty(url))
+        _make_dirs(target, created)
+        for _, f in wanted:  # each rename is atomic
+            os.replace(tmp / f, target / f)
+        created.clear()
+    finally:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+        _remove_dirs(created)
+    return Fetched(target, True)
+
+
+def _nonempty(url: str) -> Callable[[Path], None]:
+    def check(path: Path) -> None:
+        with open(path, "rb") as f:
+            head = f.read(64)
+        if len(head) < 64 or head[:1] == b"<":  # an empty file or an HTML error page
+            raise DownloadError(f"{url}: not a weights file (an error page?); {_MIRROR}")
+    return check
+
+
 def _swap_in(new: Path, target: Path, aside: Path) -> None:
     """Put folder ``new`` at ``target``; an old ``target`` goes to ``aside`` first and comes back if the move fails."""
     if target.exists():
@@ -457,10 +491,16 @@ def download(name: str, output: str | Path | None = None, *, url: str | None = N
     unless ``overwrite``. Raises DownloadError (nothing left behind) on any failure.
     """
     key, entry = resolve(name, url)
+    root = Path(output if output is not None else DEFAULT_OUTPUT[entry.kind])
+    if entry.kind == "files" and entry.url is None:
+        names = ", ".join(f for _, f in entry.files)
+        raise DownloadError(f"{key} has no public address this command knows: get {names} from the authors' release "
+                            f"and put them in {root / entry.dest}/ (then --checkpoint {root / entry.dest})")
     if entry.url is None:
         raise DownloadError(f"{key} is not on the reference's server (license): get it from its owners, pass --url")
-    root = Path(output if output is not None else DEFAULT_OUTPUT[entry.kind])
     try:
+        if entry.kind == "files":
+            return _files(key, entry, root, overwrite, timeout, progress)
         if entry.kind == "dataset":
             return _dataset(key, entry, root, overwrite, timeout, progress)
         if entry.kind == "generator":

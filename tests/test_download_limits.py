@@ -206,3 +206,27 @@ def test_a_zip_member_larger_than_any_image_is_refused(tmp_path, server, monkeyp
     with pytest.raises(DownloadError, match="big.jpg"):
         download_dataset("ds", tmp_path / "datasets", url=_url(server, "/zip"))
     assert _tree(tmp_path) == []
+
+
+def test_the_released_style_transfer_sets_download_into_one_folder_or_say_where_to_put_them(tmp_path, server,
+                                                                                           monkeypatch):
+    from data.download import download
+
+    server.body = b"T7" + bytes(range(256)) * 4  # stands in for a Torch7 file (checked: not empty, not HTML)
+    entry = dl.NAMES["adain_pretrained"]
+    assert [f for _, f in entry.files] == ["vgg_normalised.t7", "decoder.t7"]
+    local = tuple((_url(server, f"/zip/{f}"), f) for _, f in entry.files)
+    monkeypatch.setitem(dl.NAMES, "adain_pretrained", entry._replace(url=local[0][0], files=local))
+    got = download("adain_pretrained", tmp_path / "checkpoints", progress=False)
+    assert got.done and sorted(p.name for p in got.path.iterdir()) == ["decoder.t7", "vgg_normalised.t7"]
+    assert (got.path / "decoder.t7").read_bytes() == server.body
+    assert _tree(tmp_path / "checkpoints") == ["adain_pretrained", "adain_pretrained/decoder.t7",
+                                               "adain_pretrained/vgg_normalised.t7"]  # no .part left
+    assert not download("adain_pretrained", tmp_path / "checkpoints", progress=False).done  # kept
+    server.body = b"<html>not found</html>" + b" " * 100
+    (got.path / "decoder.t7").unlink()
+    with pytest.raises(DownloadError, match="error page"):
+        download("adain_pretrained", tmp_path / "checkpoints", progress=False)
+    assert sorted(p.name for p in got.path.iterdir()) == ["vgg_normalised.t7"]  # the kept one, nothing half-written
+    with pytest.raises(DownloadError, match=r"feature_invertor_conv5_1\.t7 .*put them in .*wct_pretrained"):
+        download("wct_pretrained", tmp_path / "checkpoints", progress=False)
