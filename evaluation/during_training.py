@@ -29,6 +29,7 @@ from torch import nn
 from data.image_io import BadImageError, list_images, load_rgb, pil_to_uint8, to_model_range, to_uint8
 from evaluation.metrics import MetricUnavailable, extract_features, fid_kid, load_inception
 from training import distributed as dist
+from utils.device import autocast_context
 
 KEYS = ("fid_A", "kid_A", "fid_B", "kid_B")
 
@@ -80,16 +81,15 @@ class TrainingEvaluator:
         return out
 
     @torch.no_grad()
-    def _translate(self, generator: nn.Module, images: list[torch.Tensor],
-                   autocast: Callable[[], Any]) -> list[torch.Tensor]:
+    def _translate(self, generator: nn.Module, images: list[torch.Tensor]) -> list[torch.Tensor]:
         out = []
         for i in range(0, len(images), self.cfg.batch_size):
             x = to_model_range(torch.stack(images[i : i + self.cfg.batch_size]).to(self.device))
-            with autocast():
+            with autocast_context(self.device, self.cfg.amp):
                 out += list(to_uint8(generator(x)).cpu())
         return out
 
-    def evaluate(self, G_A: nn.Module, G_B: nn.Module | None, autocast: Callable[[], Any]) -> dict[str, float]:
+    def evaluate(self, G_A: nn.Module, G_B: nn.Module | None) -> dict[str, float]:
         """FID / KID of both directions (``G_B`` None: A -> B only, a one-generator method such as
         CUT); empty when unavailable; the same values on every rank."""
         values = torch.full((len(KEYS) + 2,), float("nan"), dtype=torch.float64, device=self.device)
@@ -98,7 +98,7 @@ class TrainingEvaluator:
             for slot, (domain, gen, target) in enumerate((("A", G_A, "B"), ("B", G_B, "A"))):
                 if gen is None:
                     continue
-                fakes = self._translate(gen, self.images[domain], autocast)
+                fakes = self._translate(gen, self.images[domain])
                 fk = fid_kid(self.real_features[target], extract_features(self.extractor, fakes, self.device,
                                                                           self.cfg.batch_size),
                              kid_subsets=self.cfg.kid_subsets)

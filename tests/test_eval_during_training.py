@@ -48,11 +48,31 @@ def test_fid_of_a_generator_that_copies_its_input_is_that_of_the_test_sets(tiny_
     ev = during.TrainingEvaluator(tiny_dataset, EvalConfig(every_epochs=1, amp="off"), 32, torch.device("cpu"),
                                   log=None, feature_extractor=tiny_features)
     ident = torch.nn.Identity()
-    got = ev.evaluate(ident, ident, lambda: torch.autocast("cpu", enabled=False))
+    got = ev.evaluate(ident, ident)
     a = extract_features(tiny_features, ev.images["A"])
     b = extract_features(tiny_features, ev.images["B"])
     assert got["fid_A"] == pytest.approx(fid_kid(b, a).fid, rel=1e-6)
     assert got["fid_B"] == pytest.approx(fid_kid(a, b).fid, rel=1e-6)
+
+
+@pytest.mark.parametrize("amp, dtype", [("off", None), ("bf16", "bfloat16")])
+def test_the_generators_translate_under_eval_amp_not_train_amp(tiny_features, tiny_dataset, amp, dtype) -> None:
+    import torch
+
+    from options.common import EvalConfig
+
+    seen = []
+
+    class Probe(torch.nn.Module):
+        def forward(self, x):
+            on = torch.is_autocast_enabled("cpu")
+            seen.append(str(torch.get_autocast_dtype("cpu")).removeprefix("torch.") if on else None)
+            return x
+
+    ev = during.TrainingEvaluator(tiny_dataset, EvalConfig(every_epochs=1, amp=amp), 32, torch.device("cpu"),
+                                  log=None, feature_extractor=tiny_features)
+    ev.evaluate(Probe(), Probe())
+    assert seen and set(seen) == {dtype}
 
 
 def test_missing_inception_weights_turn_the_metric_off_with_one_notice(tiny_config, make_trainer, monkeypatch,

@@ -240,7 +240,7 @@ class CUTTrainer(Trainer):
                 metrics["nce"] = total / n
             if self.evaluator is not None and (self.epoch + 1) % self.cfg.eval.every_epochs == 0:
                 pair = (fwd.G, None) if self.cfg.direction == "AtoB" else (None, fwd.G)
-                metrics.update(self.evaluator.evaluate(*pair, self.autocast))
+                metrics.update(self.evaluator.evaluate(*pair))
         finally:
             self.G.train()
         return metrics

@@ -224,7 +224,7 @@ class CycleGANTrainer(Trainer):
                     raise TrainingError("no validation image could be read on any process; set data.val_images=0")
                 metrics["cycle_l1"] = 0.5 * (sums[0] / sums[1] + sums[2] / sums[3])
             if self.evaluator is not None and (self.epoch + 1) % self.cfg.eval.every_epochs == 0:
-                metrics.update(self.evaluator.evaluate(pair.G_A, pair.G_B, self.autocast))
+                metrics.update(self.evaluator.evaluate(pair.G_A, pair.G_B))
         finally:
             self.G_A.train()
             self.G_B.train()
