@@ -38,6 +38,7 @@ import torch
 from torch import nn
 
 from data.download import fetch_file
+from utils.checkpoint import CheckpointError, load_file
 from utils.errors import UserError
 
 Pooling = Literal["max", "avg"]
@@ -286,9 +287,9 @@ def _convert_state_dict(sd: dict[str, torch.Tensor], path: str, arch: Arch = "vg
 
 
 def _read_weights(path: Path, arch: Arch = "vgg19") -> dict[str, torch.Tensor]:
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # corrupt, truncated, pickled modules ...
+    try:  # a torch file (weights only, never unpickling code) or a safetensors file
+        obj = load_file(path)
+    except CheckpointError as e:  # corrupt, truncated, pickled modules ...
         raise VGGWeightsUnavailable(f"cannot read {_title(arch)} weights {path}: {str(e).splitlines()[0]}") from e
     if not isinstance(obj, dict):
         raise VGGWeightsUnavailable(f"{path} holds a {type(obj).__name__}, expected a state_dict")

@@ -21,6 +21,8 @@ COMMANDS = {  # command line -> (a verbatim example line of its help, flags it m
                    ("--config", "--output", "--device", "--overwrite", "--dry-run")),
     "report.py": ("  python report.py --config experiments/report_demo.yaml", ("--config", "--output", "--device",
                                                                                  "--overwrite", "--dry-run")),
+    "export.py": ("  python export.py --checkpoint runs/monet --direction BtoA --format onnx --output monet.onnx",
+                  ("--config", "--output", "--device", "--overwrite", "--dry-run")),
     "-m data.download": ("  python -m data.download style_monet", ("--output", "--overwrite")),
     "bench/bench.py": ("  python bench/bench.py", ("--output", "--device")),
     "-m data.demo": ("  python -m data.demo --output datasets/demo", ("--output",)),
