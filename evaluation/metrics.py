@@ -20,6 +20,7 @@ Images enter as uint8 tensors (3, H, W) in [0, 255] (``data.image_io.pil_to_uint
 from __future__ import annotations
 
 import math
+import tempfile
 import time
 import warnings
 from collections.abc import Callable, Iterable, Sequence
@@ -37,6 +38,7 @@ from torchmetrics.image.kid import KernelInceptionDistance
 
 from data.download import DownloadError, fetch_file
 from models.style_losses import LossWeights, content_loss, style_loss
+from utils.checkpoint import CheckpointError, load_file
 
 INCEPTION_URL = (
     "https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/weights-inception-2015-12-05-6726825d.pth"
@@ -91,6 +93,12 @@ def find_inception_weights(weights: str | None = None, allow_download: bool = Tr
     return dst
 
 
+def _is_torch_file(path: Path) -> bool:
+    with open(path, "rb") as f:
+        head = f.read(2)
+    return head == b"PK" or head[:1] == b"\x80"  # a torch.save zip archive, or a legacy pickle
+
+
 def load_inception(weights: str | None = None, allow_download: bool = True) -> nn.Module:
     """The FID Inception-v3 (2048-d pool features), input uint8 (N, 3, H, W), resized inside to 299.
 
@@ -100,13 +108,18 @@ def load_inception(weights: str | None = None, allow_download: bool = True) -> n
     """
     path = find_inception_weights(weights, allow_download)
     try:
-        # torch-fidelity reads the file with weights_only=False: check first that it is plain tensors.
-        torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
+        # torch-fidelity reads the file with weights_only=False: check first that it is plain tensors
+        # (a torch file read weights-only, or a safetensors file).
+        state = load_file(path)
+    except CheckpointError as e:
         raise MetricUnavailable(f"{path} is not a readable Inception state_dict: {str(e).splitlines()[0]}") from e
     try:
-        return NoTrainInceptionV3(name="inception-v3-compat", features_list=["2048"],
-                                  feature_extractor_weights_path=str(path))
+        with tempfile.TemporaryDirectory() as tmp:
+            if not _is_torch_file(path):  # safetensors: torch-fidelity reads only torch files, so hand it one
+                torch.save(state, Path(tmp) / "inception.pth")
+                path = Path(tmp) / "inception.pth"
+            return NoTrainInceptionV3(name="inception-v3-compat", features_list=["2048"],
+                                      feature_extractor_weights_path=str(path))
     except ModuleNotFoundError as e:
         raise MetricUnavailable(f"torch-fidelity is not installed ({e}); pip install torch-fidelity") from e
     except Exception as e:  # wrong keys or shapes

@@ -4,6 +4,7 @@ offline, PSNR/SSIM, VGG losses, devices and timing. Nothing is downloaded."""
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -141,3 +142,25 @@ def test_device_and_stopwatch():
     with sw:
         sum(range(1000))
     assert 0 < first <= sw.seconds  # accumulates
+
+
+def test_inception_weights_as_safetensors_reach_torch_fidelity_as_a_torch_file(tmp_path, monkeypatch):
+    from safetensors.torch import save_file
+
+    import evaluation.metrics as metrics
+
+    state = {"Conv2d_1a_3x3.conv.weight": torch.randn(32, 3, 3, 3), "fc.bias": torch.randn(1008)}
+    save_file(state, str(tmp_path / "inception.safetensors"))
+    torch.save(state, tmp_path / "inception.pth")
+    seen = []
+
+    def fake(name, features_list, feature_extractor_weights_path):  # torch-fidelity reads the path itself
+        path = Path(feature_extractor_weights_path)
+        seen.append((path.suffix, torch.load(path, weights_only=True)))
+        return "inception"
+
+    monkeypatch.setattr(metrics, "NoTrainInceptionV3", fake)
+    assert load_inception(str(tmp_path / "inception.safetensors")) == "inception"
+    assert load_inception(str(tmp_path / "inception.pth")) == "inception"
+    assert [suffix for suffix, _ in seen] == [".pth", ".pth"]
+    assert all(torch.equal(got[k], v) for _, got in seen for k, v in state.items())
