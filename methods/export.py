@@ -355,6 +355,9 @@ def _generator_plan(method: Any, info: dict[str, Any], image_type: str, uint8: b
 
 
 def _johnson_plan(method: Any, info: dict[str, Any], image_type: str, uint8: bool) -> ExportPlan:
+    if method.settings().get("output_rounding") == "truncate":
+        raise MethodError("output_rounding=truncate: the exported graph rounds to uint8 (or returns floats with "
+                          "--input-type float, which you can truncate yourself); export without it")
     arch, s = method.arch, method.arch.n_styles
     inputs = [_image_spec("image", 3, image_type, "RGB content images")]
     if s > 1:

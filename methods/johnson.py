@@ -11,6 +11,8 @@ A multi-style network (conditional instance norm, Dumoulin et al. 2017) blends i
 ``--style-weights w_1 ... w_S`` (normalised to sum to 1; ``1 0 0`` is style 1, ``0.5 0.5 0`` half
 way between styles 1 and 2: the lecture's 100/0 ... 0/100 interpolation); without weights it uses
 its first style. ``--preserve-color`` keeps the content's chroma (luminance-only, YIQ).
+``output_rounding=truncate`` floors the output to uint8 as the examples' ``save_image`` does
+(default ``round``: the nearest level).
 
 The readers of both kinds of file (:func:`johnson_transformer`, architecture inference) live
 here too.
@@ -180,11 +182,13 @@ class JohnsonMethod(Method):
     key = "johnson"
 
     def __init__(self, net: TransformerNet, arch: TransformerArch, ignored: list[str], file: WeightsFile,
-                 style_weights: torch.Tensor | None, opts: MethodOptions, device: torch.device) -> None:
+                 style_weights: torch.Tensor | None, opts: MethodOptions, device: torch.device,
+                 output_rounding: str = "round") -> None:
         super().__init__(device, opts.amp, opts.label)
         self.net, self.arch, self.ignored, self.file = net.to(device), arch, ignored, file
         self.style_weights = None if style_weights is None else style_weights.to(device)
         self.preserve_color = opts.preserve_color
+        self.output_rounding = output_rounding
 
     @classmethod
     def build(cls, opts: MethodOptions, file: WeightsFile | None, device: torch.device) -> JohnsonMethod:
@@ -198,7 +202,7 @@ class JohnsonMethod(Method):
         autocast_context(device, opts.amp)  # a bad amp / device pair fails before any work
         net, arch, ignored = johnson_transformer(file, None if s.output == "auto" else s.output)
         weights = blend_weights(arch, list(opts.style_weights), file.path)
-        return cls(net, arch, ignored, file, weights, opts, device)
+        return cls(net, arch, ignored, file, weights, opts, device, s.output_rounding)
 
     @classmethod
     def recognise(cls, obj: Any) -> str:
@@ -222,7 +226,8 @@ class JohnsonMethod(Method):
     def settings(self) -> dict[str, Any]:
         w = None if self.style_weights is None else [round(float(v), 6) for v in self.style_weights.cpu()]
         return {"checkpoint": str(self.file.path), "step": self.file.step, "arch": describe_transformer(self.arch),
-                "styles": self.styles, "style_weights": w, "preserve_color": self.preserve_color}
+                "styles": self.styles, "style_weights": w, "preserve_color": self.preserve_color,
+                "output_rounding": self.output_rounding}
 
     def describe(self) -> str:
         step = f", step {self.file.step}" if self.file.step is not None else ""
@@ -241,13 +246,21 @@ class JohnsonMethod(Method):
     @torch.inference_mode()
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 (N, 3, H, W) -> uint8 (N, 3, H, W): [0, 255] floats padded (reflect) to multiples of 4
-        (at least 8), stylized, cropped back; uint8 crosses the bus (4x less than float)."""
+        (at least 8), stylized, cropped back, rounded (or truncated: ``output_rounding``) to uint8;
+        uint8 crosses the bus (4x less than float)."""
         x = images.to(self.device, non_blocking=True)
         h, w = x.shape[-2:]
         x, top, left = pad_to_multiple(x.float(), 4, 8)
         with autocast_context(self.device, self.amp):
             y = self.net(x, self.style_weights)
-        y = y[..., top : top + h, left : left + w].float().div_(255.0).clamp_(0.0, 1.0)
+        y = y[..., top : top + h, left : left + w].float()
+        if self.output_rounding == "truncate":
+            # Floored in the network's own [0, 255] units: a /255 * 255 round trip could land a hair
+            # under an integer and lose a level that the examples' astype("uint8") keeps.
+            if self.preserve_color:
+                y = preserve_color(y.div_(255.0).clamp_(0.0, 1.0), images.to(self.device).float() / 255.0).mul_(255.0)
+            return y.clamp_(0.0, 255.0).floor_().to(torch.uint8).cpu()
+        y = y.div_(255.0).clamp_(0.0, 1.0)
         if self.preserve_color:
             y = preserve_color(y, images.to(self.device).float() / 255.0)
         return unit_to_uint8(y).cpu()

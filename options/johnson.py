@@ -173,9 +173,19 @@ class JohnsonConfig(RunConfig):
 
 @dataclass
 class JohnsonTestSettings:
-    """Inference settings (``test.py`` trailing ``key=value``)."""
+    """Inference settings (``test.py`` trailing ``key=value``).
+
+    ``output_rounding``: how the network's [0, 255] float output becomes uint8 pixels. ``round``
+    (the default) takes the nearest level; ``truncate`` drops the fraction, as the examples'
+    ``utils.save_image`` does (``astype("uint8")`` of the clamped output), so that an examples'
+    file (``candy``, ...) gives their saved pixels exactly, on inputs whose sides are multiples of
+    4 (other sizes: the examples return the network's 4*ceil(H/4) x 4*ceil(W/4) output, this
+    project pads by reflection and crops back to the input's size). Truncated pixels are up to one
+    level darker, on about half the values: about 0.5 on average.
+    """
 
     output: Literal["auto", "tanh", "clamp"] = "auto"  # auto: our runs' config; foreign files clamp (the examples)
+    output_rounding: Literal["round", "truncate"] = "round"  # uint8 pixels: nearest level, or floor (the examples)
 
     def validate(self) -> None:
-        """Nothing beyond the types today."""
+        """Nothing beyond the types (a Literal's choices are checked when loading)."""

@@ -441,3 +441,10 @@ def test_help_is_fast_shows_defaults_and_imports_nothing_heavy() -> None:
     assert "(default: 17)" in out and "--overwrite" in out and "--dry-run" in out and "--device" in out
     assert "``" not in out and ":func:" not in out
     assert took < 3.0, f"export.py --help took {took:.2f} s"
+
+
+def test_johnson_truncated_rounding_is_refused_rather_than_ignored(files, tmp_path, capsys) -> None:
+    out = tmp_path / "t.onnx"
+    code, _, err = _export(capsys, "--checkpoint", str(files["single"]), "--format", "onnx", "--output", str(out),
+                           "output_rounding=truncate")
+    assert code == 2 and "output_rounding" in err and not out.exists()

@@ -289,6 +289,65 @@ def test_preserve_color_keeps_the_contents_chroma(tmp_path):
     assert kept.settings()["preserve_color"] is True
 
 
+def _rounding_net(output: str, tmp_path: Path) -> tuple[TransformerNet, Path]:
+    """A random network whose outputs spread over [0, 255] (clamp: the last layer scaled and
+    shifted, else its raw output sits near 0), saved as a plain state_dict."""
+    net = randomise(TransformerNet(channels=8, n_blocks=1, output=output), 6).eval()
+    if output == "clamp":
+        with torch.no_grad():
+            net.deconv3.conv2d.weight.mul_(100.0)
+            net.deconv3.conv2d.bias.fill_(128.0)
+    torch.save(net.state_dict(), tmp_path / f"{output}.pth")
+    return net, tmp_path / f"{output}.pth"
+
+
+def _johnson(path: Path, *settings: str, preserve: bool = False):
+    return load_method(MethodOptions(method="johnson", checkpoint=str(path), settings=list(settings),
+                                     preserve_color=preserve), "cpu")
+
+
+@pytest.mark.parametrize("output", ["clamp", "tanh"])
+def test_output_rounding_truncates_as_the_examples_save_image(tmp_path, output):
+    """truncate: floor(clamp(y, 0, 255)) of the float output, what the examples' save_image writes
+    (astype uint8); round (the default, unchanged): the nearest level; they differ by 0 or 1."""
+    net, path = _rounding_net(output, tmp_path)
+    images = torch.from_numpy(np.random.default_rng(6).integers(0, 256, (2, 3, 16, 20), dtype=np.uint8))
+    with torch.no_grad():
+        y = net(images.float()).clamp(0, 255)  # sides multiples of 4: no padding, no crop
+    inside = ((y > 0) & (y < 255)).float().mean()
+    assert inside > 0.8  # the test means something: most values have a fraction
+
+    default = _johnson(path, f"output={output}")
+    rounded = _johnson(path, f"output={output}", "output_rounding=round")(images)
+    truncated = _johnson(path, f"output={output}", "output_rounding=truncate")(images)
+    assert truncated.dtype == rounded.dtype == torch.uint8 and truncated.shape == images.shape
+    assert torch.equal(truncated, y.floor().to(torch.uint8))
+    assert np.array_equal(truncated.numpy(), y.numpy().astype("uint8"))  # numpy truncates toward zero
+    # Default: the same pixels as before the setting existed (/255, clamp to [0, 1], x255, round).
+    before = (y / 255.0).clamp(0, 1).mul(255.0).round().to(torch.uint8)
+    assert torch.equal(default(images), before) and torch.equal(rounded, before)
+    assert default.settings()["output_rounding"] == "round"
+    frac = y - y.floor()
+    away_from_ties = (frac - 0.5).abs() > 1e-3  # the /255 round trip may tip an exact .5
+    assert torch.equal(rounded[away_from_ties], y.round().to(torch.uint8)[away_from_ties])
+    up = rounded.int() - truncated.int()
+    assert up.min() == 0 and up.max() == 1
+    assert torch.equal((up == 1)[away_from_ties], (frac >= 0.5)[away_from_ties])
+    assert 0.3 < (up == 1).float().mean() < 0.7  # about half the values, up to one level
+
+    # Any size: padded, stylized, cropped back, then floored; with --preserve-color too.
+    odd = images[..., :13, :19].contiguous()
+    a = _johnson(path, f"output={output}", "output_rounding=truncate")(odd)
+    b = _johnson(path, f"output={output}")(odd)
+    assert a.shape == odd.shape and (b.int() - a.int()).min() == 0 and (b.int() - a.int()).max() == 1
+    a = _johnson(path, f"output={output}", "output_rounding=truncate", preserve=True)(images)
+    b = _johnson(path, f"output={output}", preserve=True)(images)
+    assert (b.int() - a.int()).min() == 0 and (b.int() - a.int()).max() == 1
+
+    with pytest.raises(ConfigError, match="output_rounding"):
+        _johnson(path, "output_rounding=floor")
+
+
 # ---------------------------------------------------------------------------------------------
 # The report
 
