@@ -150,7 +150,7 @@ class WCTSettings:
     eps: float = 1e-5  # added to the content covariance's eigenvalues before whitening
     rank_tol: float = 1e-5  # eigenvalues <= rank_tol * largest are dropped (relative rank cut)
     style_max_size: int = 512  # a style image's longer side is scaled down to this if above (0 = never)
-    encoder: str = ""  # the encoder's weights file; "" = the one the decoders were trained with (the run's, the release's)
+    encoder: str = ""  # the encoder's weights file; "" = the one the decoders were trained on (run or release)
 
     def validate(self) -> None:
         s = self
@@ -167,7 +167,7 @@ class AdaINSettings:
 
     eps: float = 1e-5  # added to the content variance (Huang & Belongie's value)
     style_max_size: int = 512  # a style image's longer side is scaled down to this if above (0 = never)
-    encoder: str = ""  # the encoder's weights file; "" = the one the decoders were trained with (the run's, the release's)
+    encoder: str = ""  # the encoder's weights file; "" = the one the decoders were trained on (run or release)
 
     def validate(self) -> None:
         s = self
