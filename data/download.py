@@ -337,26 +337,34 @@ def _dataset(name: str, entry: Entry, root: Path, overwrite: bool, timeout: floa
 
 
 @contextmanager
-def _staged_zip(name: str, entry: Entry, root: Path, timeout: float,
-                progress: bool) -> Iterator[tuple[Path, zipfile.ZipFile, list[Path]]]:
-    """Fetch ``entry``'s zip into a temp folder under ``root`` and open it (members checked):
-    yields (temp folder, zip, the folders made for it). On exit the temp folder goes, and so do
-    those folders unless the body cleared the list (it moved its result into them)."""
+def _staging(name: str, root: Path) -> Iterator[tuple[Path, list[Path]]]:
+    """A temp folder under ``root`` for a download in progress: yields (temp folder, the folders
+    made for it). On exit the temp folder goes, and so do those folders unless the body cleared
+    the list (it moved its result into them)."""
     created: list[Path] = []
     tmp = None
     try:
         _make_dirs(root, created)
         tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".{name}.", suffix=".part"))
+        yield tmp, created
+    finally:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+        _remove_dirs(created)
+
+
+@contextmanager
+def _staged_zip(name: str, entry: Entry, root: Path, timeout: float,
+                progress: bool) -> Iterator[tuple[Path, zipfile.ZipFile, list[Path]]]:
+    """Fetch ``entry``'s zip into a :func:`_staging` folder and open it (members checked): yields
+    (temp folder, zip, the folders made for it), cleaned up as :func:`_staging` says."""
+    with _staging(name, root) as (tmp, created):
         zip_path = fetch_file(entry.url, tmp / f"{name}.zip", timeout=timeout, progress=progress,
                               check=_zip_file(entry.url))
         with zipfile.ZipFile(zip_path) as zf:
             # Extraction happens beside the zip: the content must fit in what is free now.
             _check_members(zf, entry.url, zip_path.stat().st_size, shutil.disk_usage(tmp).free, entry.max_bytes)
             yield tmp, zf, created
-    finally:
-        if tmp is not None:
-            shutil.rmtree(tmp, ignore_errors=True)
-        _remove_dirs(created)
 
 
 def _files(name: str, entry: Entry, root: Path, overwrite: bool, timeout: float, progress: bool) -> Fetched:
@@ -365,21 +373,13 @@ def _files(name: str, entry: Entry, root: Path, overwrite: bool, timeout: float,
     wanted = [(url, f) for url, f in entry.files if overwrite or not (target / f).exists()]
     if not wanted:  # files already there are kept: the user may have put them there
         return Fetched(target, False)
-    created: list[Path] = []
-    tmp = None
-    try:
-        _make_dirs(root, created)
-        tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".{name}.", suffix=".part"))
+    with _staging(name, root) as (tmp, created):
         for url, f in wanted:
             fetch_file(url, tmp / f, timeout=timeout, progress=progress, check=_nonempty(url))
         _make_dirs(target, created)
         for _, f in wanted:  # each rename is atomic
             os.replace(tmp / f, target / f)
         created.clear()
-    finally:
-        if tmp is not None:
-            shutil.rmtree(tmp, ignore_errors=True)
-        _remove_dirs(created)
     return Fetched(target, True)
 
 
@@ -441,11 +441,7 @@ def _cut_tar(name: str, entry: Entry, root: Path, overwrite: bool, timeout: floa
     wanted = [m for m in CUT_MODELS if overwrite or not (root / m / "latest_net_G.pth").exists()]
     if not wanted:
         return Fetched(root, False)
-    created: list[Path] = []
-    tmp = None
-    try:
-        _make_dirs(root, created)
-        tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".{name}.", suffix=".part"))
+    with _staging(name, root) as (tmp, created):
         tar_path = fetch_file(entry.url, tmp / "pretrained_models.tar", timeout=timeout, progress=progress,
                               check=_tar_file(entry.url))
         with tarfile.open(tar_path) as tf:
@@ -469,10 +465,6 @@ def _cut_tar(name: str, entry: Entry, root: Path, overwrite: bool, timeout: floa
             _make_dirs(root / model, created)
             os.replace(tmp / f"{model}.pth", root / model / "latest_net_G.pth")
         created.clear()
-    finally:
-        if tmp is not None:
-            shutil.rmtree(tmp, ignore_errors=True)
-        _remove_dirs(created)
     return Fetched(root, True)
 
 

@@ -37,7 +37,7 @@ import torch.nn.functional as F
 import torchfile
 from torch import nn
 
-from models.vgg import LAYER_NAMES
+from models.vgg import LAYER_NAMES, run_to_deepest
 
 _WIDTH = {1: 64, 2: 128, 3: 256, 4: 512, 5: 512}
 
@@ -98,15 +98,7 @@ class NormalisedVGG19(nn.Module):
         missing = wanted - set(self.names)
         if missing:
             raise ValueError(f"the encoder stops at {self.names[-1]}; it has no {sorted(missing)}")
-        out: dict[str, torch.Tensor] = {}
-        h = x
-        for name, module in zip(self.names, self.body, strict=True):
-            h = module(h)
-            if name in wanted:
-                out[name] = h
-                if len(out) == len(wanted):
-                    break
-        return out
+        return run_to_deepest(zip(self.names, self.body, strict=True), x, wanted)
 
 
 # ---------------------------------------------------------------------------------------------

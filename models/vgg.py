@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import re
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, cast
@@ -194,15 +194,21 @@ class VGGFeatures(nn.Module):
         """{layer: features} for ``layers`` (default: the ones it was built for), in one pass that
         stops at the deepest of them; each must be among :attr:`names`."""
         wanted = set(self.layers if layers is None else layers)
-        out: dict[str, torch.Tensor] = {}
-        h = self.norm(x)
-        for name, module in self.body.named_children():
-            h = module(h)
-            if name in wanted:
-                out[name] = h
-                if len(out) == len(wanted):
-                    break
-        return out
+        return run_to_deepest(self.body.named_children(), self.norm(x), wanted)
+
+
+def run_to_deepest(named: Iterable[tuple[str, nn.Module]], x: torch.Tensor,
+                   wanted: set[str]) -> dict[str, torch.Tensor]:
+    """Run ``named`` layers in order on ``x``, keep the outputs of ``wanted``, stop after the last of them."""
+    out: dict[str, torch.Tensor] = {}
+    h = x
+    for name, module in named:
+        h = module(h)
+        if name in wanted:
+            out[name] = h
+            if len(out) == len(wanted):
+                break
+    return out
 
 
 class VGG19Features(VGGFeatures):
