@@ -484,6 +484,9 @@ def download(name: str, output: str | Path | None = None, *, url: str | None = N
     """
     key, entry = resolve(name, url)
     root = Path(output if output is not None else DEFAULT_OUTPUT[entry.kind])
+    if entry.kind == "files" and url is not None:
+        raise DownloadError(f"{key} is several files ({', '.join(f for _, f in entry.files)}); --url names one "
+                            f"address: fetch them yourself into {root / entry.dest}/")
     if entry.kind == "files" and entry.url is None:
         names = ", ".join(f for _, f in entry.files)
         raise DownloadError(f"{key} has no public address this command knows: get {names} from the authors' release "

@@ -228,5 +228,7 @@ def test_the_released_style_transfer_sets_download_into_one_folder_or_say_where_
     with pytest.raises(DownloadError, match="error page"):
         download("adain_pretrained", tmp_path / "checkpoints", progress=False)
     assert sorted(p.name for p in got.path.iterdir()) == ["vgg_normalised.t7"]  # the kept one, nothing half-written
+    with pytest.raises(DownloadError, match="several files"):
+        download("adain_pretrained", tmp_path / "checkpoints", url="http://mirror/x", progress=False)
     with pytest.raises(DownloadError, match=r"feature_invertor_conv5_1\.t7 .*put them in .*wct_pretrained"):
         download("wct_pretrained", tmp_path / "checkpoints", progress=False)
