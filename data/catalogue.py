@@ -91,7 +91,7 @@ NAMES: dict[str, Entry] = {
                               "Huang & Belongie 2017 AdaIN: their normalised VGG-19 and relu4_1 decoder (Torch7)",
                               files=ADAIN_FILES),
     "wct_pretrained": Entry("files", None, "wct_pretrained",
-                            "Li et al. 2017 WCT: five encoder / decoder pairs (Torch7; this name says where to put them)",
+                            "Li et al. 2017 WCT: five encoder / decoder pairs (Torch7; the name says where they go)",
                             files=tuple((None, f"{kind}_conv{k}_1.t7") for kind in ("vgg_normalised",
                                                                                    "feature_invertor")
                                         for k in range(1, 6))),
