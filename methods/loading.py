@@ -107,11 +107,10 @@ def open_weights(checkpoint: str | Path, direction: str = "AtoB", method: str = 
         path = ref
     if path.is_file() and (released := _released(path, method)) is not None:
         return released  # a file of a released set, by its name: the set
-    if path.suffix.lower() == ".t7" and path.is_file():
-        if released is None:
-            raise CheckpointError(f"{path}: a Torch7 file this project reads only as part of Li et al.'s WCT release "
-                                  f"(vgg_normalised_conv{{k}}_1.t7 and feature_invertor_conv{{k}}_1.t7 in one folder)")
-        return released
+    if path.suffix.lower() == ".t7" and path.is_file():  # not named as a released set's file
+        raise CheckpointError(f"{path}: a Torch7 file this project reads only as part of a released WCT / AdaIN set "
+                              f"(vgg_normalised_conv{{k}}_1.t7 and feature_invertor_conv{{k}}_1.t7, or "
+                              f"vgg_normalised.t7 and decoder.t7, in one folder)")
     if path.suffix.lower() == ".onnx":
         if method not in ("", "onnx"):
             raise CheckpointError(f"{path} is an exported ONNX graph, not {method} weights; run it with --method auto "

@@ -30,6 +30,7 @@ from methods.loading import WeightsFile
 from methods.wct_files import (
     PublishedWeights,
     adain_set,
+    file_convs,
     find_published,
     is_adain_decoder,
     load_published,
@@ -47,7 +48,7 @@ from options.wct import (
     WCTSettings,
     encoder_weights,
 )
-from utils.checkpoint import CheckpointError, is_state_dict, load_file, load_strict, strip_prefixes
+from utils.checkpoint import CheckpointError, is_state_dict, load_strict, strip_prefixes
 from utils.device import autocast_context
 
 
@@ -125,15 +126,13 @@ def run_config(file: WeightsFile) -> WCTConfig:
 
 def _is_normalised_file(path: str) -> bool:
     """True when the weights file's first convolution is the releases' 1x1 input conv."""
-    if not Path(path).is_file() or Path(path).suffix.lower() == ".t7":
-        return Path(path).suffix.lower() == ".t7"
+    if not Path(path).is_file():
+        return False
     try:
-        obj = load_file(path)
+        convs = file_convs(Path(path))
     except CheckpointError:
         return False
-    first = next((v for v in obj.values() if isinstance(v, torch.Tensor) and v.dim() == 4), None) \
-        if isinstance(obj, dict) else None
-    return first is not None and tuple(first.shape) == (3, 3, 1, 1)
+    return tuple(convs[0][1].shape) == (3, 3, 1, 1)
 
 
 def run_encoder(cfg: WCTConfig, levels: list[str], device: torch.device,

@@ -115,7 +115,8 @@ def _read(path: Path) -> Any:
     return obj
 
 
-def _convs(path: Path) -> list[Conv]:
+def file_convs(path: Path) -> list[Conv]:
+    """The convolutions of a released encoder or decoder file (``.t7``, ``.pth``, ``.pth.tar``), in order."""
     try:
         convs = conv_weights(_read(path))
     except LayoutError as e:
@@ -148,7 +149,7 @@ def load_published(found: PublishedSet, levels: list[str], encoder_file: str = "
     decoders = build_decoders(levels)
     for level in levels:
         try:
-            assign_convs(decoders[level], _convs(found.decoders[level]), f"the {level} decoder of the release",
+            assign_convs(decoders[level], file_convs(found.decoders[level]), f"the {level} decoder of the release",
                          found.decoders[level])
         except LayoutError as e:
             raise CheckpointError(str(e)) from e
@@ -166,7 +167,7 @@ def load_published(found: PublishedSet, levels: list[str], encoder_file: str = "
     encoder, info = read_normalised_encoder(source, levels)
     for path in encoders.values():  # Li et al.'s shallower truncations: the same weights
         if path != source:
-            _check_same_weights(encoder, _convs(path), path, source)
+            _check_same_weights(encoder, file_convs(path), path, source)
     files = [*(found.decoders[level] for level in levels), *encoders.values()]
     return PublishedWeights(decoders, list(levels), encoder, info, found.release, files)
 
@@ -180,7 +181,7 @@ def read_normalised_encoder(path: str | Path, levels: list[str]) -> tuple[Normal
         raise MethodError(f"{path}: no such encoder file (the release's normalised VGG-19)")
     obj = read_t7(path) if path.suffix.lower() == ".t7" else None
     ceil = bool(t7_pooling_ceil(obj)) if obj is not None else path.name in ADAIN_ENCODERS
-    convs = conv_weights(obj) if obj is not None else _convs(path)
+    convs = conv_weights(obj) if obj is not None else file_convs(path)
     try:
         encoder = normalised_encoder(convs, levels, ceil, path)
     except LayoutError as e:
