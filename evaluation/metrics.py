@@ -38,7 +38,7 @@ from torchmetrics.image.kid import KernelInceptionDistance
 
 from data.download import DownloadError, fetch_file
 from models.style_losses import LossWeights, content_loss, style_loss
-from utils.checkpoint import CheckpointError, load_file
+from utils.checkpoint import CheckpointError, is_safetensors_file, load_file
 
 INCEPTION_URL = (
     "https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/weights-inception-2015-12-05-6726825d.pth"
@@ -93,12 +93,6 @@ def find_inception_weights(weights: str | None = None, allow_download: bool = Tr
     return dst
 
 
-def _is_torch_file(path: Path) -> bool:
-    with open(path, "rb") as f:
-        head = f.read(2)
-    return head == b"PK" or head[:1] == b"\x80"  # a torch.save zip archive, or a legacy pickle
-
-
 def load_inception(weights: str | None = None, allow_download: bool = True) -> nn.Module:
     """The FID Inception-v3 (2048-d pool features), input uint8 (N, 3, H, W), resized inside to 299.
 
@@ -115,7 +109,7 @@ def load_inception(weights: str | None = None, allow_download: bool = True) -> n
         raise MetricUnavailable(f"{path} is not a readable Inception state_dict: {str(e).splitlines()[0]}") from e
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            if not _is_torch_file(path):  # safetensors: torch-fidelity reads only torch files, so hand it one
+            if is_safetensors_file(path):  # torch-fidelity reads only torch files: hand it one
                 torch.save(state, Path(tmp) / "inception.pth")
                 path = Path(tmp) / "inception.pth"
             return NoTrainInceptionV3(name="inception-v3-compat", features_list=["2048"],

@@ -171,6 +171,12 @@ def load_file(path: str | Path, map_location: str | torch.device = "cpu") -> Any
         raise CheckpointError(f"{path} is not a readable checkpoint (truncated or corrupt?): {text}") from e
 
 
+def is_safetensors_file(path: str | Path) -> bool:
+    """True when ``path`` is in the safetensors layout (what :func:`load_file` reads without torch.load)."""
+    with open(path, "rb") as f:
+        return _is_safetensors(f.read(9), Path(path))
+
+
 def _is_safetensors(head: bytes, path: Path) -> bool:
     """An 8-byte little-endian header length that fits the file, then ``{``: the safetensors layout."""
     if len(head) < 9 or head[8:9] != b"{":
