@@ -82,7 +82,8 @@ def test_sigkill_at_random_moments_then_resume_finishes_the_run(tiny_dataset: Pa
     for target in [*targets, None]:
         proc = Proc(["train.py", "--resume", str(run_dir)])
         line = proc.wait_for(r"^resumed from ")
-        step = int(re.search(r"step (\d+)\)", line).group(1))
+        found = re.search(r"\(epoch (\d+), step (\d+)\)", line)
+        resumed_epoch, step = int(found.group(1)), int(found.group(2))
         assert step == newest_seen, f"resumed at {step}, newest good checkpoint was {newest_seen}"
         assert not resumed_steps or step >= resumed_steps[-1], "the step counter went backwards"
         resumed_steps.append(step)
@@ -98,7 +99,9 @@ def test_sigkill_at_random_moments_then_resume_finishes_the_run(tiny_dataset: Pa
         steps = _check_run_dir(run_dir)
         assert len(steps) <= keep and steps[-1] >= newest_seen
         newest_seen = steps[-1]
-    if resumed_steps[-1] == total:  # the last kill landed after the final checkpoint: nothing is left to train
+    # The last kill landed after the final checkpoint (its epoch closed): nothing is left to do. A
+    # kill between the last step's checkpoint and the epoch's end leaves the epoch to close: done.
+    if resumed_steps[-1] == total and resumed_epoch == epochs:
         assert proc.finish(timeout=120) == 1 and "nothing to do" in proc.output, proc.output
     else:
         assert proc.finish(timeout=120) == 0, proc.output
