@@ -74,9 +74,9 @@ def main(argv: list[str] | None = None) -> int:
 
     def body() -> int:
         # Deferred: these load torch, which --help does not need.
+        from methods.base import open_weights
         from methods.export import plan_export
         from methods.export_files import check_opset, check_output, export
-        from methods.loading import open_weights
         from utils.device import resolve_device
 
         output = Path(args.output)

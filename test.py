@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def body() -> int:
         # Deferred: these load torch, which --help does not need.
-        from methods.loading import load_method
+        from methods.base import load_method
         from utils.device import warn_once
         from utils.gallery import GalleryMaker, write_gallery
         from utils.translate import FolderJob, check_job, output_folder, run_folder

@@ -1,7 +1,7 @@
 """Section ``infer``: ``test.py``'s path for CycleGAN, in images/s.
 
 A CycleGAN run with random weights is written by a trainer's ``save()`` and loaded the way
-``test.py`` loads it, ``methods.loading.load_method(MethodOptions(checkpoint=run, amp=...))``; each
+``test.py`` loads it, ``methods.base.load_method(MethodOptions(checkpoint=run, amp=...))``; each
 call of the method is timed: uint8 batch (CPU) -> device, [-1, 1], padding, generator under
 autocast, crop, uint8 back on the CPU. File decoding and encoding (``test.py``'s worker
 threads) are not included. Modes: ``fp32``, ``bf16``, ``fp16`` (CUDA), and
@@ -41,7 +41,7 @@ class InferSpec:
 
 def build_method(checkpoint: str, mode: str, device: torch.device) -> Any:
     """The CycleGAN method ``test.py --checkpoint RUN --amp ...`` builds, for a mode of :data:`MODES`."""
-    from methods.loading import load_method
+    from methods.base import load_method
     from options.methods import MethodOptions
 
     amp = {"fp32": "off", "bf16+channels_last": "bf16"}.get(mode, mode)

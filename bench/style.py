@@ -51,7 +51,7 @@ def _amp(precision: str) -> str:
 
 
 def _load(opts: Any, device: torch.device) -> Any:
-    from methods.loading import load_method
+    from methods.base import load_method
 
     with quiet():
         return load_method(opts, device)

@@ -3,7 +3,7 @@ checkpoints with random weights (speed does not depend on the weights' values).
 
 Every checkpoint is written the way users get one: by a trainer's ``save()`` (CycleGAN, WCT
 decoders), or in the layout of PyTorch's ``examples/fast_neural_style`` files (Johnson), and
-read back through :func:`methods.loading.load_method`.
+read back through :func:`methods.base.load_method`.
 """
 
 from __future__ import annotations

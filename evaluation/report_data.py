@@ -49,8 +49,7 @@ from evaluation.metrics import (
     vgg_losses,
 )
 from methods import inference_class
-from methods.base import Method, file_fingerprint
-from methods.loading import load_method, open_weights
+from methods.base import Method, file_fingerprint, load_method, open_weights
 from models.style_losses import LossWeights, resize_longer, style_grams, style_target_size
 from models.vgg import VGG19Features, VGGInfo, load_vgg19
 from options.report import ReportConfig

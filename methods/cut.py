@@ -24,8 +24,7 @@ from typing import Any
 
 import torch
 
-from methods.base import GeneratorMethod, MethodError, build_generator_from
-from methods.loading import WeightsFile
+from methods.base import GeneratorMethod, MethodError, WeightsFile, build_generator_from
 from models.cut import CUTGenerator, CUTGeneratorArch
 from options.config import load
 from options.cut import CUTModelConfig, CUTTestSettings

@@ -18,8 +18,7 @@ from typing import Any
 
 import torch
 
-from methods.base import GeneratorMethod, MethodError, build_generator_from
-from methods.loading import WeightsFile
+from methods.base import GeneratorMethod, MethodError, WeightsFile, build_generator_from
 from models.gan_networks import GeneratorArch, ResnetGenerator
 from options.config import load
 from options.cyclegan import CycleGANTestSettings, ModelConfig

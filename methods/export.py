@@ -16,7 +16,7 @@ Images: ``uint8`` graphs take and return uint8 (N, C, H, W) in [0, 255]; ``float
 (N, C, H, W) in [0, 1]. A graph's padding is computed from the input's shape, so the exported
 file takes any height and width at least :attr:`ExportPlan.min_side`.
 
-:func:`plan_export` builds the PyTorch method the way ``test.py`` does (:func:`methods.loading.load_method`)
+:func:`plan_export` builds the PyTorch method the way ``test.py`` does (:func:`methods.base.load_method`)
 and wraps its networks, so an export and the method it is checked against are one object.
 """
 
@@ -37,9 +37,8 @@ from torch import nn
 
 from data.image_io import load_style_images
 from methods import METHODS, inference_class
-from methods.base import Method, MethodError
+from methods.base import Method, MethodError, open_weights
 from methods.johnson import describe_transformer
-from methods.loading import open_weights
 from models.color import grey
 from models.style_losses import resize_longer
 from models.wct import ADAIN_LEVEL
@@ -262,9 +261,9 @@ def _generated_style(folder: Path) -> Path:
 
 
 def plan_export(opts: MethodOptions, device: Any, image_type: str = "uint8", file: Any = None) -> ExportPlan:
-    """Build the method ``opts`` describe (on ``device``) as :func:`methods.loading.load_method`
+    """Build the method ``opts`` describe (on ``device``) as :func:`methods.base.load_method`
     does, and what exporting it means. ``file``: ``opts.checkpoint`` already opened
-    (:func:`methods.loading.open_weights`), else it is opened here.
+    (:func:`methods.base.open_weights`), else it is opened here.
 
     AdaIN and WCT are built with a style image: ``opts.style`` if given, else a generated one (the
     graph takes the style as an input; the method's style is only what the export is checked against).

@@ -41,9 +41,8 @@ from safetensors.torch import save_file
 from torch.onnx import _constants
 
 from methods import inference_class
-from methods.base import Method
+from methods.base import Method, open_weights
 from methods.export import GRAPH_FREE, ExportPlan
-from methods.loading import open_weights
 from methods.onnx import open_session
 from options.methods import MethodOptions
 from utils.checkpoint import run_folder_of

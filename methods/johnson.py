@@ -27,8 +27,7 @@ from typing import Any
 import torch
 
 from data.image_io import pad_to_multiple, unit_to_uint8
-from methods.base import Method, MethodError
-from methods.loading import WeightsFile
+from methods.base import Method, MethodError, WeightsFile
 from models.color import preserve_color
 from models.johnson import Output, TransformerArch, TransformerNet, one_hot_style_weights
 from options.config import load

@@ -24,8 +24,7 @@ import onnxruntime as ort
 import torch
 
 from data.image_io import load_style_images, pad_to_multiple, unit_to_uint8
-from methods.base import Method, MethodError
-from methods.loading import WeightsFile
+from methods.base import Method, MethodError, WeightsFile
 from models.color import grey, preserve_color
 from models.style_losses import resize_longer
 from options.config import load

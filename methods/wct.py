@@ -25,8 +25,7 @@ import torch
 from torch import nn
 
 from data.image_io import load_style_images, uint8_to_unit, unit_to_uint8
-from methods.base import Method, MethodError
-from methods.loading import WeightsFile
+from methods.base import Method, MethodError, WeightsFile
 from methods.wct_files import (
     PublishedWeights,
     adain_set,

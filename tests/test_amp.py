@@ -13,7 +13,7 @@ from helpers import ROOT
 from image_corpus import load_script, noise
 from PIL import Image
 
-from methods.loading import load_method
+from methods.base import load_method
 from models.cyclegan import build_generator
 from options.common import load_training_config
 from options.config import load

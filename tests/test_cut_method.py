@@ -13,10 +13,9 @@ from image_corpus import noise
 from PIL import Image
 
 from data.image_io import pil_to_uint8, to_model_range, to_uint8
-from methods.base import MethodError
+from methods.base import MethodError, load_method
 from methods.cut import CUTMethod, infer_cut_arch
 from methods.cyclegan import CycleGANMethod
-from methods.loading import load_method
 from models.cut import CUTGeneratorArch, build_discriminator, build_generator
 from models.gan_networks import GeneratorArch
 from options.methods import MethodOptions

@@ -16,9 +16,8 @@ from image_corpus import noise
 from PIL import Image
 
 from data.image_io import pil_to_uint8, to_model_range, to_uint8
-from methods.base import MethodError
+from methods.base import MethodError, load_method
 from methods.cyclegan import CycleGANMethod, infer_cyclegan_arch
-from methods.loading import load_method
 from models.color import grey, rgb_to_yiq
 from models.cyclegan import build_discriminator, build_generator
 from models.gan_networks import GeneratorArch

@@ -27,7 +27,7 @@ from helpers import randomise
 from PIL import Image
 
 import export as export_cli
-from methods.loading import load_method, open_weights
+from methods.base import load_method, open_weights
 from methods.onnx import ONNXMethod
 from models.color import grey
 from models.cut import build_generator as build_cut_generator

@@ -19,7 +19,7 @@ from PIL import Image
 import train
 from evaluation.render import write_report
 from evaluation.report_data import build_report_data
-from methods.loading import load_method, open_weights
+from methods.base import load_method, open_weights
 from models.color import rgb_to_yiq
 from models.johnson import TransformerNet
 from models.style_losses import style_grams

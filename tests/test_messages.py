@@ -11,7 +11,7 @@ from helpers import ROOT
 from image_corpus import load_script, noise
 from PIL import Image
 
-import methods.loading
+import methods.base
 from options.common import load_training_config
 from options.config import ConfigError
 from utils.translate import FolderJob, run_folder
@@ -73,7 +73,7 @@ def _no_model(*args, **kwargs):
 
 @pytest.mark.parametrize("case", ["load_size", "output_is_input", "output_is_a_file"])
 def test_test_py_refuses_bad_options_before_the_model_loads(tmp_path, capsys, monkeypatch, case):
-    monkeypatch.setattr(methods.loading, "load_method", _no_model)
+    monkeypatch.setattr(methods.base, "load_method", _no_model)
     src = tmp_path / "in"
     src.mkdir()
     Image.fromarray(noise(8, 8)).save(src / "a.png")

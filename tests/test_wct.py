@@ -15,8 +15,7 @@ from PIL import Image
 
 import test as test_cli
 from data.image_io import pad_to_multiple, pil_to_uint8, uint8_to_unit
-from methods.base import MethodError
-from methods.loading import load_method
+from methods.base import MethodError, load_method
 from models import wct as wct_model
 from models.color import preserve_color
 from models.feature_transforms import adain, feature_stats

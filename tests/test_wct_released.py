@@ -14,8 +14,7 @@ from PIL import Image
 from t7_files import write_sequential
 from torch import nn
 
-from methods.base import MethodError
-from methods.loading import load_method, open_weights
+from methods.base import MethodError, load_method, open_weights
 from methods.wct_files import load_published
 from models.normalised_vgg import NormalisedVGG19
 from options.common import load_training_config

@@ -17,7 +17,7 @@
 3. **State-dict helpers** every method's reader uses: wrapper prefixes, strict loads with a
    readable error. Reading each method's files (ours for inference, and foreign ones such as
    the CycleGAN reference's generators) lives beside that method in ``methods/``; resolving
-   ``--checkpoint`` in :mod:`methods.loading`.
+   ``--checkpoint`` in :mod:`methods.base`.
 """
 
 from __future__ import annotations
