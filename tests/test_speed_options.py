@@ -10,8 +10,7 @@ import torch
 
 from models.cyclegan import CycleWeights, GeneratorLosses, Translations, build_generator
 from models.gan_networks import discriminator_loss
-from training.compile import CompiledOrEager, CompileFallback
-from training.trainer import TrainingError
+from training.trainer import CompiledOrEager, CompileFallback, TrainingError
 
 
 def _batch(t) -> dict:

@@ -18,8 +18,9 @@ Everything needed to continue exactly is checkpointed (see :mod:`utils.checkpoin
 
 The steps every method shares are here too, so a subclass shows only its maths: the demo
 dataset (:meth:`make_demo`), held-out images and their error (:meth:`held_out`), the sampler
-(:meth:`shuffled`), DDP wrapping (:meth:`ddp`), moving a uint8 batch to the device in the
-networks' range and memory format (:meth:`to_device`).
+(:meth:`shuffled`), DDP wrapping (:meth:`ddp`), ``torch.compile`` with an eager fallback
+(:meth:`compile`), moving a uint8 batch to the device in the networks' range and memory format
+(:meth:`to_device`).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from __future__ import annotations
 import math
 import sys
 import time
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,7 +46,6 @@ from data.transforms import Transform, load_validation_images
 from options.common import RunConfig
 from options.config import save, to_dict
 from training import distributed as dist
-from training.compile import CompileFallback, maybe_compile
 from training.distributed import EpochSampler, StopRequests, ignore_stop_signals
 from training.logger import Logger, LossWindow
 from training.nonfinite import fused_step_unless, gradients_finite, scaled_step_unless
@@ -76,6 +77,69 @@ def _duration(seconds: float) -> str:
     if seconds < 3600:
         return f"{int(seconds // 60)} min {int(seconds % 60)} s"
     return f"{int(seconds // 3600)} h {int(seconds % 3600 // 60):02d} min"
+
+
+# ----------------------------------------------------------------- torch.compile, guarded
+# torch.compile is lazy: a missing C compiler or an unsupported op only shows at the first call,
+# so that call is guarded and falls back to eager; later calls are not (a real error must
+# surface). One warning per trainer, however many networks fall back.
+
+
+class CompileFallback:
+    """Shared by the wrappers of one trainer: warn once, not once per network."""
+
+    def __init__(self) -> None:
+        self.warned = False
+
+    def warn(self, error: BaseException, what: str = "torch.compile failed here") -> None:
+        if not self.warned:
+            self.warned = True
+            first = (str(error).strip().splitlines() or [""])[0][:300]
+            warnings.warn(f"train.compile is on but {what} ({type(error).__name__}: {first}); running eager",
+                          stacklevel=3)
+
+
+class CompiledOrEager(nn.Module):
+    """``compiled(net)`` that falls back to eager for good if its first call fails.
+
+    The compiled callable is kept outside the module tree, so parameters are registered once
+    (under ``net.``) and DDP sees each parameter once; checkpoints are written from the bare
+    networks, so keys never get an ``_orig_mod.`` prefix.
+    """
+
+    def __init__(self, net: nn.Module, compiled: Any, fallback: CompileFallback) -> None:
+        super().__init__()
+        self.net = net
+        self._compiled = [compiled]  # a list: not an attribute nn.Module would register
+        self._checked = False
+        self._fallback = fallback
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        compiled = self._compiled[0]
+        if compiled is None:
+            return self.net(*args, **kwargs)
+        if self._checked:
+            return compiled(*args, **kwargs)
+        try:
+            out = compiled(*args, **kwargs)
+        except Exception as e:  # noqa: BLE001 - any compiler failure: run eager instead
+            self._compiled[0] = None
+            self._fallback.warn(e)
+            return self.net(*args, **kwargs)
+        self._checked = True
+        return out
+
+
+def maybe_compile(nets: list[nn.Module], mode: str, fallback: CompileFallback) -> list[nn.Module]:
+    """``nets`` compiled with ``mode`` (default | reduce-overhead | max-autotune), or unchanged for off."""
+    if mode == "off":
+        return list(nets)
+    try:
+        compiled = [torch.compile(net, mode=mode) for net in nets]
+    except Exception as e:  # noqa: BLE001 - platform without a working compiler
+        fallback.warn(e, "torch.compile is unavailable here")
+        return list(nets)
+    return [CompiledOrEager(net, c, fallback) for net, c in zip(nets, compiled, strict=True)]
 
 
 def set_requires_grad(net: nn.Module, flag: bool) -> None:
