@@ -146,6 +146,8 @@ def test_fit_writes_logs_checkpoints_and_config(tiny_config, make_trainer) -> No
                 "loss/D_B", "lr/G", "lr/D", "val/cycle_l1", "perf/images_per_s", "health/nonfinite_total"):
         assert tag in tags, tag
     assert {"images/A_to_B", "images/B_to_A"} <= set(acc.Tags()["images"])
+    row = acc.Images("images/A_to_B")[-1]  # real | translated | reconstructed | identity, side by side
+    assert (row.width, row.height) == (4 * 32, 32)
     # n_epochs=1, n_epochs_decay=1: epoch 2 trains at lr * (1 - 1/2), then 0.
     assert [e.value for e in acc.Scalars("lr/G")] == pytest.approx([1e-4, 0.0])
     # scalars_every=2: 6 windows, each the mean of two steps' values, read once per window.

@@ -19,7 +19,6 @@ from pathlib import Path
 
 import torch
 from torch.utils.tensorboard import SummaryWriter
-from torchvision.utils import make_grid
 
 
 class Logger:
@@ -46,10 +45,10 @@ class Logger:
         (CycleGAN: real | translated | reconstructed | identity, one grid per direction)."""
         if self.writer is None:
             return
+        lo, hi = value_range
         for name, images in rows.items():
-            tiles = [im[:1].detach().float().cpu() for im in images]
-            grid = make_grid(torch.cat(tiles, 0), nrow=len(tiles), normalize=True, value_range=value_range)
-            self.writer.add_image(f"images/{name}", grid, step)
+            row = torch.cat([im[0].detach().float().cpu() for im in images], dim=2)  # side by side
+            self.writer.add_image(f"images/{name}", ((row.clamp(lo, hi) - lo) / (hi - lo)), step)
 
     def close(self) -> None:
         if self.writer is not None:
