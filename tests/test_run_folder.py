@@ -111,3 +111,33 @@ def test_a_folder_where_a_run_file_goes_is_a_one_line_error(tiny_dataset, tmp_pa
         assert train.main([*args, "--overwrite"]) == 2
         assert "move it away" in capsys.readouterr().err
         assert (run / stray / "keep.txt").read_text() == "mine"
+
+
+def test_a_run_folder_inside_its_own_dataset_is_refused(tiny_dataset: Path, tmp_path: Path, capsys) -> None:
+    """The newcomer's case: --output data.root/trainA wrote checkpoints among the training images."""
+    data = tmp_path / "data"
+    shutil.copytree(tiny_dataset, data)
+    before = {p: sha(p) for p in data.rglob("*") if p.is_file()}
+    for out in (data / "trainA", data, data / "trainA" / "run"):
+        assert train.main([*_args(data, tmp_path), "--output", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert f"is inside data.root={data}" in err and err.count("\n") == 1, err
+        assert {p: sha(p) for p in data.rglob("*") if p.is_file()} == before and not (data / "trainA" / "run").exists()
+
+
+def test_a_run_that_stops_before_writing_leaves_nothing_behind(tmp_path: Path, capsys) -> None:
+    """A missing dataset: exit 2, and neither the run folder nor the folders above it that the run
+    made are left (with a dead PID's lock file in them); a folder the user made stays, without a lock."""
+    missing = tmp_path / "no_such_dataset"
+    assert train.main([*_args(missing, tmp_path), "--output", str(tmp_path / "new" / "deeper" / "run")]) == 2
+    assert "no_such_dataset" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    assert train.main([*_args(missing, tmp_path), "--output", str(mine)]) == 2
+    assert mine.is_dir() and list(mine.iterdir()) == []
+    # a run that wrote something keeps its folder and its lock file (released: the next run may take it)
+    held = RunFolder(tmp_path / "kept").open()
+    (tmp_path / "kept" / "config.yaml").write_text("x: 1\n")
+    held.close()
+    assert sorted(p.name for p in (tmp_path / "kept").iterdir()) == [".lock", "config.yaml"]

@@ -10,8 +10,11 @@
 * **Resumes into another folder** (a checkpoint copied from elsewhere continued with
   ``--output``, or a config naming another run) follow the fresh-run rule: a folder holding a
   different run is never taken over, so its config and checkpoints are never replaced or pruned.
-* **Unwritable places** (read-only, a file in the way, a full disk, a name too long) are a
-  one-line error before any work is done.
+* **Unwritable places** (read-only, a file in the way, a full disk, a name too long) and a
+  folder equal to or inside the run's own dataset (``data.root``) are a one-line error before
+  any work is done.
+* **Nothing left behind.** A run that stops before writing anything (a missing dataset, a bad
+  setting found after the folder was made) removes its lock file and the folders it made.
 """
 
 from __future__ import annotations
@@ -53,15 +56,25 @@ class RunFolder:
     """``open()`` makes, checks and locks the folder; ``close()`` releases the lock."""
 
     def __init__(self, path: str | Path, *, resume: str | Path = "", overwrite: bool = False,
-                 enabled: bool = True) -> None:
-        """``resume``: the run folder or checkpoint file the run continues from ("" for a fresh run)."""
+                 enabled: bool = True, inputs: dict[str, str | Path] | None = None) -> None:
+        """``resume``: the run folder or checkpoint file the run continues from ("" for a fresh run);
+        ``inputs``: the folders the run reads, by config key (the run folder may not be in one)."""
         self.path = Path(path)
         self.resume, self.overwrite, self.enabled = str(resume), overwrite, enabled
+        self.inputs = {k: Path(v) for k, v in (inputs or {}).items() if str(v)}
         self._lock_fd: int | None = None
+        self._made: list[Path] = []  # folders open() created, deepest first
+        self._made_lock = False
 
     def open(self) -> RunFolder:
         if not self.enabled:
             return self
+        here = self.path.resolve()
+        for key, folder in self.inputs.items():
+            if here == folder.resolve() or here.is_relative_to(folder.resolve()):
+                raise RunFolderError(f"the run folder {self.path} is inside {key}={folder}: a run never writes among "
+                                     f"the images it reads; choose another log.root= or --output")
+        missing = [p for p in [self.path, *self.path.parents] if not p.exists()]
         try:
             self.path.mkdir(parents=True, exist_ok=True)
         except OSError as e:
@@ -69,6 +82,7 @@ class RunFolder:
                                  f"choose another log.root= or name=") from e
         if not self.path.is_dir():
             raise RunFolderError(f"{self.path} is a file, not a folder; choose another log.root= or name=")
+        self._made = missing
         self._lock()
         try:
             config = self.path / RUN_FILES[0]
@@ -84,9 +98,18 @@ class RunFolder:
         return self
 
     def close(self) -> None:
-        if self._lock_fd is not None:
-            os.close(self._lock_fd)  # releases the flock
-            self._lock_fd = None
+        if self._lock_fd is None:
+            return
+        lock = self.path / LOCK_NAME
+        try:
+            if self._made_lock and [p.name for p in self.path.iterdir()] == [LOCK_NAME]:
+                lock.unlink()  # while still holding it: no other trainer can be locking this inode now
+                for folder in self._made:
+                    folder.rmdir()  # only empty ones: a folder someone else filled meanwhile stays
+        except OSError:
+            pass
+        os.close(self._lock_fd)  # releases the flock
+        self._lock_fd = None
 
     def __enter__(self) -> RunFolder:
         return self.open()
@@ -100,6 +123,7 @@ class RunFolder:
         if fcntl is None:
             return
         path = self.path / LOCK_NAME
+        existed = path.exists()
         try:
             fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as e:
@@ -114,7 +138,7 @@ class RunFolder:
                                  f"for it to finish or stop it, or choose another name=") from e
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
-        self._lock_fd = fd
+        self._lock_fd, self._made_lock = fd, not existed
 
     def _continues_itself(self) -> bool:
         """True when the run resumes from this very folder (or a checkpoint file inside it)."""

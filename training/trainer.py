@@ -172,7 +172,8 @@ class Trainer:
             warn_once(self.amp_choice.warning.replace("use amp auto or off", "use train.amp=auto or off"))
         seed_everything(cfg.seed + self.rank, cfg.deterministic, self.device)
         self.run_dir = cfg.run_dir
-        self.folder = RunFolder(self.run_dir, resume=cfg.resume, overwrite=overwrite, enabled=self.is_main)
+        self.folder = RunFolder(self.run_dir, resume=cfg.resume, overwrite=overwrite, enabled=self.is_main,
+                                inputs={"data.root": cfg.data.root})
         self.folder.open()
         try:
             self._setup()
