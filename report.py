@@ -14,6 +14,7 @@ changed (settings, and the content of the checkpoint, style and input files); --
 
 Writes OUTPUT/index.html (self-contained), OUTPUT/grid.png, OUTPUT/metrics.json, OUTPUT/metrics.md,
 and OUTPUT/.report.json first: only a folder holding that marker is replaced without --overwrite.
+A report that fails before any output (a missing checkpoint, a bad device) leaves no folder behind.
 FID/KID need the Inception weights (torch cache, download, or inception_weights=PATH); without
 them the table says "unavailable" and why.
 
@@ -75,6 +76,18 @@ def write_marker(out: Path) -> None:
         write_text_atomic(out / REPORT_MARKER, json.dumps({"written_by": "report.py", "version": 1}) + "\n")
 
 
+def unclaim(out: Path, made: list[Path]) -> None:
+    """A report that failed before writing anything but its marker leaves nothing: the marker goes,
+    and so do the folders it made (``made``, deepest first) while they are empty."""
+    try:
+        if [p.name for p in out.iterdir()] == [REPORT_MARKER]:
+            (out / REPORT_MARKER).unlink()
+            for folder in made:
+                folder.rmdir()
+    except OSError:
+        pass
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
 
@@ -96,25 +109,32 @@ def main(argv: list[str] | None = None) -> int:
         # Every folder the report reads: outputs inside the reference or ground-truth folder would be
         # read back as real images by the next run.
         check_output_folder(out, [Path(p) for p in (cfg.dataset, cfg.input, cfg.ground_truth, cfg.reference) if p])
-        with ExitStack() as stack:  # one writer per report folder, for the whole report
-            try:
-                out.mkdir(parents=True, exist_ok=True)
-                stack.enter_context(folder_lock(out, "report.py"))
-                (out / ".probe").write_bytes(b"")
-                (out / ".probe").unlink()
-                write_marker(out)
-            except OSError as e:
-                raise UserError(f"cannot write the report into {out}: {e.strerror or e}") from e
-            data = build_report_data(cfg, out, resolve_device(cfg.device), rerun=args.rerun)
-            try:
-                curves = run_curves(data.runs, out / "curves")
-                data.curves, data.curve_notes = curves.pictures, curves.notes
-                for note in curves.notes:
-                    print(f"WARNING: training curves: {note}", file=sys.stderr)
-                result = write_report(data, out)
-            except OSError as e:
-                raise UserError(f"cannot write the report into {out}: {e.strerror or e} (read-only or full?); the "
-                                f"method outputs in {out / 'outputs'} are kept and a rerun reuses them") from e
+        made = [p for p in [out, *out.parents] if not p.exists()]  # deepest first
+        claims = not _is_report_folder(out)
+        try:
+            with ExitStack() as stack:  # one writer per report folder, for the whole report
+                try:
+                    out.mkdir(parents=True, exist_ok=True)
+                    stack.enter_context(folder_lock(out, "report.py"))
+                    (out / ".probe").write_bytes(b"")
+                    (out / ".probe").unlink()
+                    write_marker(out)
+                except OSError as e:
+                    raise UserError(f"cannot write the report into {out}: {e.strerror or e}") from e
+                data = build_report_data(cfg, out, resolve_device(cfg.device), rerun=args.rerun)
+                try:
+                    curves = run_curves(data.runs, out / "curves")
+                    data.curves, data.curve_notes = curves.pictures, curves.notes
+                    for note in curves.notes:
+                        print(f"WARNING: training curves: {note}", file=sys.stderr)
+                    result = write_report(data, out)
+                except OSError as e:
+                    raise UserError(f"cannot write the report into {out}: {e.strerror or e} (read-only or full?); "
+                                    f"the method outputs in {out / 'outputs'} are kept and a rerun reuses them") from e
+        except BaseException:
+            if claims:
+                unclaim(out, made)
+            raise
         print("\n".join(summary_lines(result)))
         print(f"report: {out / 'index.html'}, {out / 'grid.png'}, {out / 'metrics.md'} ({data.seconds_total:.0f} s)")
         return cli.EXIT_DONE

@@ -231,10 +231,13 @@ def run_methods(cfg: ReportConfig, test: TestSet, out: Path, device: torch.devic
     runs, taken = [], {"input", BASELINE_SLUG}
     for index, opts in enumerate(cfg.methods):
         opts = dataclasses.replace(opts)
-        name = opts.method if opts.method != "auto" else open_weights(opts.checkpoint, opts.direction).method
-        if not opts.style and cfg.style and inference_class(name).takes_style:
-            opts.style, opts.style_weights = list(cfg.style), list(opts.style_weights or cfg.style_weights)
-        method = load_method(opts, device)
+        try:
+            name = opts.method if opts.method != "auto" else open_weights(opts.checkpoint, opts.direction).method
+            if not opts.style and cfg.style and inference_class(name).takes_style:
+                opts.style, opts.style_weights = list(cfg.style), list(opts.style_weights or cfg.style_weights)
+            method = load_method(opts, device)
+        except UserError as e:
+            raise ReportError(f"methods.{index} ({opts.label or opts.method}): {e}") from e
         slug = _slug(opts.label or method.key, taken)
         folder = out / "outputs" / slug
         outputs = [folder / n for n in test.names]

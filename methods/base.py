@@ -264,6 +264,9 @@ def open_weights(checkpoint: str | Path, direction: str = "AtoB", method: str = 
             raise CheckpointError(f"--checkpoint {checkpoint}: no such file or folder, and no downloaded pretrained "
                                   f"model of that name (get one with {where})")
         path, source = found, "pretrained"
+    if not path.exists():
+        raise CheckpointError(f"checkpoint {path} does not exist; give a run folder, a checkpoint or weights file, or "
+                              f"a downloaded model's name (`python -m data.download --list` names them)")
     if path.is_dir():
         if list_checkpoints(path):
             ckpt = read_training_checkpoint(path)

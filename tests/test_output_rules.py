@@ -96,6 +96,23 @@ def test_an_interrupted_report_reruns_without_overwrite(tiny_dataset, tmp_path, 
     assert (out / "metrics.json").is_file()
 
 
+def test_a_report_that_fails_before_any_output_leaves_no_folder(tiny_dataset, tmp_path, capsys):
+    """A missing checkpoint: exit 2 naming the methods entry; the folders the report made are gone
+    (its marker was left in a new folder before), and a folder that was already there stays empty."""
+    cfg = yaml.safe_load(_report_config(tmp_path, tiny_dataset).read_text())
+    cfg["methods"] = [{"method": "cyclegan", "checkpoint": str(tmp_path / "nope"), "label": "mine"}]
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    assert report_cli.main(["--config", str(path), "--output", str(tmp_path / "new" / "report")]) == 2
+    err = capsys.readouterr().err
+    assert f"methods.0 (mine): checkpoint {tmp_path / 'nope'} does not exist" in err and err.count("\n") == 1, err
+    assert not (tmp_path / "new").exists()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert report_cli.main(["--config", str(path), "--output", str(empty)]) == 2
+    assert empty.is_dir() and list(empty.iterdir()) == []
+
+
 # ---------------------------------------------------------------------------------------------
 # Item 4: one input file: its folder is never the output
 
