@@ -5,8 +5,8 @@ The network is c9s1-32, d64, d128, 5 x R128, u64, u32, c9s1-3 (the paper's suppl
 reflection-padded convolutions, instance norm (Ulyanov et al. 2016) and ReLU, residual blocks
 without a final ReLU. Module layout and parameter names are those of PyTorch's
 ``examples/fast_neural_style`` (``transformer_net.py``), so its pretrained candy / mosaic /
-rain_princess / udnie files load after :func:`utils.checkpoint.strip_legacy_instance_norm`
-(reading such files, and architecture inference, live in :mod:`utils.checkpoint`)::
+rain_princess / udnie files load after :func:`methods.johnson.strip_legacy_instance_norm`
+(reading such files, and architecture inference, live in :mod:`methods.johnson`)::
 
     conv1.conv2d.{weight,bias}   in1.{weight,bias}   conv2 ... in3
     res1.conv1.conv2d.*  res1.in1.*  res1.conv2.conv2d.*  res1.in2.*   ... res5
@@ -101,7 +101,7 @@ class UpsampleConvLayer(nn.Module):
     convolution with stride 2 (the paper's "fractionally strided" convolution, stride 1/2).
 
     Both keep the parameter name ``conv2d``; the weight is (out, in, k, k) for ``nearest`` and
-    (in, out, k, k) for ``transpose``, which is how :func:`utils.checkpoint.infer_transformer_arch`
+    (in, out, k, k) for ``transpose``, which is how :func:`methods.johnson.infer_transformer_arch`
     tells them apart.
     """
 
