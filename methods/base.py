@@ -98,9 +98,15 @@ class WeightsFile:
 class Method(ABC):
     """Base of every method; see the module docstring for the contract."""
 
-    key = ""  # registry name: cyclegan, gatys, johnson, wct, adain
+    key = ""  # its name in the method table: cyclegan, cut, gatys, johnson, wct, adain, onnx
     takes_style = False  # True: style images are an input at test time
     needs_checkpoint = True  # False: nothing to load (an optimisation method)
+
+    @classmethod
+    @abstractmethod
+    def build(cls, opts: MethodOptions, file: WeightsFile | None, device: torch.device) -> Method:
+        """The method ``opts`` describe, from ``file`` (what ``--checkpoint`` pointed at, already read
+        by :func:`open_weights`; None when the method needs none), on ``device``."""
 
     def __init__(self, device: torch.device, amp: str = "off", label: str = "") -> None:
         self.device = device
