@@ -3,7 +3,7 @@
     python bench/imports.py train   # a tiny CycleGAN run on the demo data, up to its first optimiser step
     python bench/imports.py test    # test.py on one image, up to the first written PNG
 
-Prints the count and the files. Run from the repository root; writes only under a temp folder.
+Prints the count and the files. Run from the repository root; writes only under a temp folder, removed after.
 """
 
 from __future__ import annotations
@@ -31,7 +31,11 @@ class Reached(Exception):
 
 
 def main(which: str) -> int:
-    tmp = Path(tempfile.mkdtemp())
+    with tempfile.TemporaryDirectory() as folder:
+        return measure(which, Path(folder))
+
+
+def measure(which: str, tmp: Path) -> int:
     tiny = ["model.ngf=8", "model.ndf=8", "model.n_blocks=1", "data.load_size=32", "data.crop_size=32",
             "optim.n_epochs=1", "optim.n_epochs_decay=0", "train.max_batches_per_epoch=2", "data.num_workers=0",
             "train.amp=off", "log.progress=false", "device=cpu", "data.val_images=0"]
@@ -66,8 +70,8 @@ def main(which: str) -> int:
     files = [f for f in project_files() if not (which == "test" and f == "train.py")]
     lines = sum(len((ROOT / f).read_text(encoding="utf-8").splitlines()) for f in files)
     plain = [f for f in files if not f.endswith("__init__.py") or f == "methods/__init__.py"]  # the table is code
-    print(f"{which}: {len(files)} project files, {len(plain)} without empty package __init__ files "
-          f"(the issue's count), {lines} lines")
+    print(f"{which}: {len(files)} project files, {len(plain)} without the empty package __init__ files, "
+          f"{lines} lines")
     print("\n".join(f"  {f}" for f in files))
     return 0
 
