@@ -252,10 +252,11 @@ def _first_file(root: Path) -> Path | None:
 
 
 def _refuse(root: Path, why: str) -> DemoDatasetError:
+    images = "" if root.is_file() else f"; to train on the images already in {root}, set data.demo=false"
     return DemoDatasetError(
         f"{root} {why}. The demo generator only writes into a new or empty folder, or one it made itself "
         f"(with its {MANIFEST}); nothing was changed. Choose a new or empty folder for the demo dataset "
-        f"(e.g. data.root=datasets/demo), or set data.demo=false to train on the images already in {root}."
+        f"(train.py: data.root=; python -m data.demo: --output){images}."
     )
 
 
