@@ -37,7 +37,7 @@ import onnxruntime as ort
 import safetensors
 import torch
 from safetensors import safe_open
-from safetensors.torch import save_file
+from safetensors.torch import save as safetensors_bytes
 from torch.onnx import _constants
 
 from methods import inference_class
@@ -166,7 +166,8 @@ def write_torchscript(plan: ExportPlan, path: Path) -> dict[str, Any]:
 def write_safetensors(plan: ExportPlan, path: Path) -> dict[str, Any]:
     meta = plan.metadata("safetensors", tensors=plan.weights_doc)
     meta.pop("inputs"), meta.pop("outputs")  # the graph's; the tensors' convention is in "tensors"
-    save_file(plan.weights, str(path), metadata={**plan.weights_meta, "export": json.dumps(meta)})
+    # in memory, then an ordinary write: save_file creates its file 0600, whatever the umask
+    path.write_bytes(safetensors_bytes(plan.weights, metadata={**plan.weights_meta, "export": json.dumps(meta)}))
     return meta
 
 

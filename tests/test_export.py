@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
+import stat
 import subprocess
 import sys
 import time
@@ -208,6 +210,9 @@ def test_safetensors_export_loads_where_a_weights_file_does(files, tmp_path, cap
 
     out = tmp_path / "G_A.safetensors"
     assert _export(capsys, "--checkpoint", str(files["run"]), "--format", "safetensors", "--output", str(out))[0] == 0
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(out.stat().st_mode) == 0o666 & ~umask  # as any file the user writes (save_file: 0600)
     tensors = st_load(str(out))
     assert set(tensors) == set(torch.load(files["ref"], weights_only=True))  # the reference's layout, unchanged
     assert torch.equal(tensors["model.1.weight"], torch.load(files["ref"], weights_only=True)["model.1.weight"])
