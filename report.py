@@ -7,8 +7,8 @@ examples:
   python report.py --config experiments/report_demo.yaml limit=8 --output results/report_small
 
 The config lists the test set (dataset: with testA/ testB/, or input: any folder), the style
-images, and the methods, one table row and one image column each (CycleGAN, Gatys, Johnson,
-WCT, AdaIN, in any number and order). Each method runs through the batched path test.py uses,
+images, and the methods, one table row and one image column each (CycleGAN, CUT, Gatys,
+Johnson, WCT, AdaIN, in any number and order). Each method runs through the batched path test.py uses,
 into OUTPUT/outputs/<method>/; a later run reuses those outputs when nothing that shapes them
 changed (settings, and the content of the checkpoint, style and input files); --rerun forces it.
 
@@ -42,7 +42,7 @@ REPORT_MARKER = ".report.json"
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = cli.parser(__doc__, prog="report.py")
-    cli.add_config(p, default="experiments/report_demo.yaml", what="report config")
+    cli.add_config(p, default="experiments/report_demo.yaml", what="report config", example="limit=4")
     cli.add_output(p, "report folder", default="report")
     cli.add_device(p, default=None)
     cli.add_overwrite(p, "write into a folder that holds files other than an earlier report's")

@@ -38,7 +38,7 @@ from utils.files import write_text_atomic
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = cli.parser(__doc__, prog="stylize.py")
-    cli.add_config(p, what="Gatys settings (YAML; default: the built-in defaults)")
+    cli.add_config(p, what="Gatys settings (YAML; default: the built-in defaults)", example="image.size=256")
     p.add_argument("--input", "--content", dest="input", help="content image or folder of images")
     p.add_argument("--style", nargs="+", default=[], metavar="IMAGE", help="one or more style images (blended)")
     p.add_argument("--style-weights", nargs="+", type=float, default=[], metavar="W", help="blend weights")

@@ -45,7 +45,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--method", default="auto", choices=["auto", *(m for m, e in METHODS.items() if e.folders)],
                    help="auto: read off the checkpoint (Gatys: stylize.py)")
     p.add_argument("--direction", choices=["AtoB", "BtoA"], default="AtoB",
-                   help="CycleGAN: AtoB uses G_A, BtoA uses G_B (a single-generator file ignores this)")
+                   help="CycleGAN: AtoB uses G_A, BtoA uses G_B (the reference's single-generator files ignore this); "
+                        "CUT: the direction its run was trained in")
     p.add_argument("--style", nargs="+", default=[], metavar="IMAGE", help="style image(s): WCT and AdaIN")
     p.add_argument("--style-weights", nargs="+", type=float, default=[], metavar="W",
                    help="blend several style images, or a multi-style Johnson network's styles")

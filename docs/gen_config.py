@@ -8,6 +8,7 @@ tests/test_docs.py checks that every key of every schema is in docs/config.md.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import inspect
 import re
@@ -120,4 +121,5 @@ def render() -> str:
 
 
 if __name__ == "__main__":
+    argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter).parse_args()
     (ROOT / "docs" / "config.md").write_text(render(), encoding="utf-8")

@@ -47,10 +47,11 @@ def parser(doc: str | None, prog: str | None = None) -> argparse.ArgumentParser:
     return ArgumentParser(prog=prog, description=doc, formatter_class=HelpFormatter)
 
 
-def add_config(p: argparse.ArgumentParser, default: str | None = None, what: str = "YAML config") -> None:
+def add_config(p: argparse.ArgumentParser, default: str | None = None, what: str = "YAML config",
+               example: str = "optim.lr=1e-4") -> None:
     p.add_argument("--config", default=default, metavar="FILE", help=f"{what} (see experiments/)")
     p.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
-    p.add_argument("overrides", nargs="*", metavar="key.sub=value", help="config overrides, e.g. optim.lr=1e-4")
+    p.add_argument("overrides", nargs="*", metavar="key.sub=value", help=f"config overrides, e.g. {example}")
 
 
 def add_output(p: argparse.ArgumentParser, help: str, default: str | None = None, required: bool = False) -> None:

@@ -93,7 +93,7 @@ class WCTTrainer(Trainer):
         if not self.vgg_info.pretrained and self.is_main:
             print(f"WARNING: the encoder is a {self.vgg_info.label}: the decoders learn to invert a random network, "
                   f"which tests the pipeline but stylizes poorly. For real results put the ImageNet VGG-19 weights "
-                  f"in the torch cache (see README) and train a new run.", file=sys.stderr)
+                  f"in the torch cache (see docs/methods.md, WCT and AdaIN) and train a new run.", file=sys.stderr)
         self.decoders = build_decoders(self.levels, cfg.model.width).to(self.device)
         if t.channels_last:
             self.encoder.to(memory_format=torch.channels_last)
