@@ -103,10 +103,11 @@ class Method(ABC):
     needs_checkpoint = True  # False: nothing to load (an optimisation method)
 
     @classmethod
-    @abstractmethod
     def build(cls, opts: MethodOptions, file: WeightsFile | None, device: torch.device) -> Method:
         """The method ``opts`` describe, from ``file`` (what ``--checkpoint`` pointed at, already read
-        by :func:`open_weights`; None when the method needs none), on ``device``."""
+        by :func:`open_weights`; None when the method needs none), on ``device``. Every method of the
+        table implements it (:func:`load_method` calls it); a method built directly need not."""
+        raise NotImplementedError(f"{cls.__name__}.build: a method of the table builds itself from its options")
 
     def __init__(self, device: torch.device, amp: str = "off", label: str = "") -> None:
         self.device = device

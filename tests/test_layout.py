@@ -72,7 +72,9 @@ def test_every_table_entry_names_classes_that_exist_and_carry_their_rules() -> N
     from methods.base import Method
 
     for name, entry in methods.METHODS.items():
-        assert issubclass(methods.inference_class(name), Method), name
+        cls = methods.inference_class(name)
+        assert issubclass(cls, Method) and cls.build.__func__ is not Method.build.__func__, name  # load_method calls it
+        assert cls.key == name, name
         assert dataclasses.is_dataclass(methods.settings_schema(name)), name
         if entry.training:
             schema = methods.training_schema(name)
