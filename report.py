@@ -33,7 +33,7 @@ from options import cli
 from options.config import load, to_yaml
 from options.report import ReportConfig
 from utils.errors import UserError
-from utils.files import folder_lock, write_text_atomic
+from utils.files import folder_lock, missing_folders, write_text_atomic
 
 # report.py's own marker: written (before any output) into every folder the report writes, so only
 # such a folder counts as an earlier report; a metrics.json of anyone else's does not.
@@ -76,11 +76,13 @@ def write_marker(out: Path) -> None:
         write_text_atomic(out / REPORT_MARKER, json.dumps({"written_by": "report.py", "version": 1}) + "\n")
 
 
-def unclaim(out: Path, made: list[Path]) -> None:
-    """A report that failed before writing anything but its marker leaves nothing: the marker goes,
-    and so do the folders it made (``made``, deepest first) while they are empty."""
+def unclaim(out: Path, made: list[Path], before: set[str]) -> None:
+    """A report that failed before writing anything but the marker it wrote leaves the folder as it
+    found it (``before``: the names it held): the marker goes, and so do the folders it made
+    (``made``, deepest first) while they are empty. Else a later report without --overwrite would
+    take a folder of someone's files for an earlier report."""
     try:
-        if [p.name for p in out.iterdir()] == [REPORT_MARKER]:
+        if {p.name for p in out.iterdir()} - {REPORT_MARKER} <= before:
             (out / REPORT_MARKER).unlink()
             for folder in made:
                 folder.rmdir()
@@ -104,13 +106,14 @@ def main(argv: list[str] | None = None) -> int:
         from utils.device import resolve_device
         from utils.translate import check_output_folder
 
-        out = Path(args.output)
+        out = Path(args.output).resolve()  # out/new/.. is out: judged (and written) as the folder it names
         check_report_folder(out, args.overwrite)
         # Every folder the report reads: outputs inside the reference or ground-truth folder would be
         # read back as real images by the next run.
         check_output_folder(out, [Path(p) for p in (cfg.dataset, cfg.input, cfg.ground_truth, cfg.reference) if p])
-        made = [p for p in [out, *out.parents] if not p.exists()]  # deepest first
+        made = missing_folders(out)  # deepest first
         claims = not _is_report_folder(out)
+        before = {p.name for p in out.iterdir()} if out.is_dir() else set()
         try:
             with ExitStack() as stack:  # one writer per report folder, for the whole report
                 try:
@@ -133,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
                                     f"the method outputs in {out / 'outputs'} are kept and a rerun reuses them") from e
         except BaseException:
             if claims:
-                unclaim(out, made)
+                unclaim(out, made, before)
             raise
         print("\n".join(summary_lines(result)))
         print(f"report: {out / 'index.html'}, {out / 'grid.png'}, {out / 'metrics.md'} ({data.seconds_total:.0f} s)")

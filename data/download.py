@@ -68,6 +68,7 @@ from data.catalogue import (
     Entry,
     listing,
 )
+from utils.files import missing_folders
 
 LAYOUT = ("trainA", "trainB", "testA", "testB")
 TEST_ONLY = {"ae_photos"}  # photos to try the style_* generators on: a test split only, so testA/ or testB/ will do
@@ -101,13 +102,9 @@ class Fetched(NamedTuple):
 
 
 def _make_dirs(folder: Path, created: list[Path]) -> None:
-    """mkdir -p that appends each folder it creates to ``created`` (outermost first), so a failure can remove them."""
-    missing = []
-    for p in [folder, *folder.parents]:
-        if p.is_dir():
-            break
-        missing.append(p)
-    for p in reversed(missing):
+    """mkdir -p that appends each folder it creates to ``created`` (outermost first), so a failure can remove them
+    (each as the folder it names: ``new/..`` is never removed, see :func:`utils.files.missing_folders`)."""
+    for p in reversed(missing_folders(folder)):
         p.mkdir()
         created.append(p)
 

@@ -111,6 +111,41 @@ def test_a_report_that_fails_before_any_output_leaves_no_folder(tiny_dataset, tm
     empty.mkdir()
     assert report_cli.main(["--config", str(path), "--output", str(empty)]) == 2
     assert empty.is_dir() and list(empty.iterdir()) == []
+    # a folder of the user's, with --overwrite: the failed report takes back its marker (with it, the next
+    # report without --overwrite would have written over the user's files)
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    (theirs / "index.html").write_text("my page")
+    assert report_cli.main(["--config", str(path), "--output", str(theirs), "--overwrite"]) == 2
+    assert sorted(p.name for p in theirs.iterdir()) == ["index.html"]
+
+
+def test_a_report_output_spelled_with_dotdot_is_the_folder_it_names(tiny_dataset, tmp_path, capsys):
+    """--output theirs/new/.. is theirs/, which holds the user's index.html: refused, as --output theirs
+    is (it skipped the check while theirs/new did not exist, then wrote over the page); nothing made."""
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    (theirs / "index.html").write_text("my page")
+    config = _report_config(tmp_path, tiny_dataset)
+    assert report_cli.main(["--config", str(config), "--output", str(theirs / "new" / "..")]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert sorted(p.name for p in theirs.iterdir()) == ["index.html"] and (theirs / "index.html").read_text() == "my page"
+
+
+@pytest.mark.skipif(os.name != "posix", reason="flock")
+def test_an_output_folders_lock_that_is_not_a_lock_file_is_left(gen_file, tmp_path, capsys):
+    """OUTPUT/.lock a link to the user's file: test.py exits 2 and neither is touched (the lock was
+    opened through the link, truncated, then unlinked)."""
+    src = tmp_path / "in"
+    save_noise(src / "p0.png", 12, 8, seed=0)
+    theirs = tmp_path / "notes.txt"
+    theirs.write_text("my notes\n")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / ".lock").symlink_to(theirs)
+    assert _test(gen_file, src, out) == 2
+    assert f"{out / '.lock'}" in capsys.readouterr().err
+    assert theirs.read_text() == "my notes\n" and (out / ".lock").is_symlink() and os.listdir(out) == [".lock"]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -114,15 +114,64 @@ def test_a_folder_where_a_run_file_goes_is_a_one_line_error(tiny_dataset, tmp_pa
 
 
 def test_a_run_folder_inside_its_own_dataset_is_refused(tiny_dataset: Path, tmp_path: Path, capsys) -> None:
-    """The newcomer's case: --output data.root/trainA wrote checkpoints among the training images."""
+    """The newcomer's case: --output data.root/trainA wrote checkpoints among the training images.
+    CycleGAN reads trainA/ ... testB/, so those (and folders in them) are refused, not the rest of
+    data.root; a resume of a run that already lies there is not refused."""
     data = tmp_path / "data"
     shutil.copytree(tiny_dataset, data)
     before = {p: sha(p) for p in data.rglob("*") if p.is_file()}
-    for out in (data / "trainA", data, data / "trainA" / "run"):
+    for out, sub in ((data / "trainA", "trainA"), (data / "testB", "testB"), (data / "trainA" / "run", "trainA")):
         assert train.main([*_args(data, tmp_path), "--output", str(out)]) == 2
         err = capsys.readouterr().err
-        assert f"is inside data.root={data}" in err and err.count("\n") == 1, err
+        assert f"is inside data.root/{sub}={data / sub}" in err and err.count("\n") == 1, err
         assert {p: sha(p) for p in data.rglob("*") if p.is_file()} == before and not (data / "trainA" / "run").exists()
+    assert train.main([*_args(data, tmp_path), "--output", str(data / "runs" / "r")]) == 0  # not a folder it reads
+    inside = data / "trainA" / "old_run"
+    reads = {"data.root/trainA": data / "trainA"}
+    with pytest.raises(RunFolderError, match="inside data.root/trainA"):
+        RunFolder(inside, inputs=reads).open()
+    inside.mkdir()  # a run made there before this rule resumes from itself: allowed
+    RunFolder(inside, resume=inside, inputs=reads).open().close()
+    assert list(inside.iterdir()) == []
+
+
+def test_a_spelled_path_never_removes_a_folder_that_was_there(tmp_path: Path, capsys) -> None:
+    """--output u/b/../c is u/c: a run that fails early removes the u/b it made, never the user's
+    (empty) u/c, which its spelling made look new."""
+    (tmp_path / "u" / "c").mkdir(parents=True)
+    assert train.main([*_args(tmp_path / "nope", tmp_path), "--output", str(tmp_path / "u/b/../c")]) == 2
+    capsys.readouterr()
+    assert (tmp_path / "u" / "c").is_dir() and sorted(p.name for p in (tmp_path / "u").iterdir()) == ["c"]
+
+
+@pytest.mark.skipif(os.name != "posix", reason="flock")
+def test_a_lock_file_that_is_not_ours_is_refused_and_left(tiny_dataset: Path, tmp_path: Path, capsys) -> None:
+    """RUN/.lock as a link to the user's file, or a file of the user's: refused, exit 2, both untouched
+    (a lock opened through the link would truncate the user's file, and its release remove the link)."""
+    theirs = tmp_path / "notes.txt"
+    theirs.write_text("my notes\n")
+    for name, make in (("link", lambda p: p.symlink_to(theirs)), ("file", lambda p: p.write_text("mine\n")),
+                       ("folder", lambda p: p.mkdir())):
+        run = tmp_path / name
+        run.mkdir()
+        make(run / ".lock")
+        assert train.main([*_args(tiny_dataset, tmp_path), "--output", str(run)]) == 2
+        err = capsys.readouterr().err
+        assert f"{run / '.lock'}" in err and err.count("\n") == 1, err
+        assert theirs.read_text() == "my notes\n" and sorted(p.name for p in run.iterdir()) == [".lock"]
+    assert (tmp_path / "link" / ".lock").is_symlink() and (tmp_path / "file" / ".lock").read_text() == "mine\n"
+
+
+def test_overwrite_keeps_the_earlier_run_when_the_new_one_cannot_start(tiny_dataset: Path, tmp_path: Path,
+                                                                       capsys) -> None:
+    """--overwrite with a typo in data.root: exit 2 and the earlier run's checkpoints, events and
+    config are all still there (they were deleted before the data was checked)."""
+    assert train.main(_args(tiny_dataset, tmp_path, "name=r")) == 0
+    before = {p: sha(p) for p in (tmp_path / "r").rglob("*") if p.is_file() and p.name != ".lock"}
+    assert any(p.parent.name == "checkpoints" for p in before) and any(p.parent.name == "tb" for p in before)
+    assert train.main(_args(tmp_path / "typo", tmp_path, "name=r", "--overwrite")) == 2
+    assert "typo" in capsys.readouterr().err
+    assert {p: sha(p) for p in (tmp_path / "r").rglob("*") if p.is_file() and p.name != ".lock"} == before
 
 
 def test_a_run_that_stops_before_writing_leaves_nothing_behind(tmp_path: Path, capsys) -> None:

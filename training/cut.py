@@ -105,6 +105,7 @@ class CUTTrainer(Trainer):
     method = "cut"
     cfg: CUTConfig
     progress_keys = ("G_GAN", "NCE", "NCE_Y", "D")
+    image_folders = ("trainA", "trainB", "testA", "testB")
 
     # ------------------------------------------------------------------------------- building
 

@@ -57,6 +57,7 @@ class CycleGANTrainer(Trainer):
     method = "cyclegan"
     cfg: CycleGANConfig
     progress_keys = ("G_A", "G_B", "cycle_A", "cycle_B", "D_A", "D_B")
+    image_folders = ("trainA", "trainB", "testA", "testB")
 
     # ------------------------------------------------------------------------------- building
 

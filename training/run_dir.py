@@ -6,15 +6,20 @@
   stops at once, naming the holder's PID.
 * **Fresh runs.** A run that is not a resume refuses a folder that already holds a run
   (checkpoints, TensorBoard events or a ``config.yaml``) and says how to resume it or choose
-  another name; ``--overwrite`` starts afresh and deletes those files (only them).
+  another name; ``--overwrite`` starts afresh and deletes those files (only them), but only once
+  the new run's data and settings have passed their checks (:meth:`RunFolder.clear_previous`,
+  called by the trainer), so a typo in ``data.root`` never costs the earlier run.
 * **Resumes into another folder** (a checkpoint copied from elsewhere continued with
   ``--output``, or a config naming another run) follow the fresh-run rule: a folder holding a
   different run is never taken over, so its config and checkpoints are never replaced or pruned.
 * **Unwritable places** (read-only, a file in the way, a full disk, a name too long) and a
-  folder equal to or inside the run's own dataset (``data.root``) are a one-line error before
-  any work is done.
+  fresh run folder equal to or inside a folder the run reads its images from (``data.root`` or
+  its ``trainA/`` ...) are a one-line error before any work is done.
 * **Nothing left behind.** A run that stops before writing anything (a missing dataset, a bad
-  setting found after the folder was made) removes its lock file and the folders it made.
+  setting found after the folder was made) removes its lock file and the folders it made, judged
+  by the folders the path names, not its spelling (``runs/new/..`` made only ``runs/new``).
+* **The lock file is ours.** A ``.lock`` that is a link, a folder or a file holding anything but a
+  PID is refused and left untouched (:func:`utils.files.take_lock`).
 """
 
 from __future__ import annotations
@@ -26,13 +31,13 @@ from pathlib import Path
 
 from utils.checkpoint import CKPT_DIR, list_checkpoints, run_folder_of
 from utils.errors import UserError
+from utils.files import LOCK_NAME, FolderInUseError, NotALockError, missing_folders, release_lock, take_lock
 
 try:
     import fcntl
 except ImportError:  # Windows: no flock; the lock is skipped (documented)
     fcntl = None  # type: ignore[assignment]
 
-LOCK_NAME = ".lock"
 RUN_FILES = ("config.yaml",)  # besides checkpoints/ and tb/
 
 
@@ -58,23 +63,26 @@ class RunFolder:
     def __init__(self, path: str | Path, *, resume: str | Path = "", overwrite: bool = False,
                  enabled: bool = True, inputs: dict[str, str | Path] | None = None) -> None:
         """``resume``: the run folder or checkpoint file the run continues from ("" for a fresh run);
-        ``inputs``: the folders the run reads, by config key (the run folder may not be in one)."""
+        ``inputs``: the folders the run reads its images from, by config key (a fresh run folder
+        may not be in one)."""
         self.path = Path(path)
         self.resume, self.overwrite, self.enabled = str(resume), overwrite, enabled
         self.inputs = {k: Path(v) for k, v in (inputs or {}).items() if str(v)}
         self._lock_fd: int | None = None
         self._made: list[Path] = []  # folders open() created, deepest first
         self._made_lock = False
+        self._previous: list[Path] = []  # an earlier run's files --overwrite deletes (clear_previous)
 
     def open(self) -> RunFolder:
         if not self.enabled:
             return self
         here = self.path.resolve()
-        for key, folder in self.inputs.items():
+        for key, folder in self.inputs.items() if not self._continues_itself() else ():
             if here == folder.resolve() or here.is_relative_to(folder.resolve()):
-                raise RunFolderError(f"the run folder {self.path} is inside {key}={folder}: a run never writes among "
-                                     f"the images it reads; choose another log.root= or --output")
-        missing = [p for p in [self.path, *self.path.parents] if not p.exists()]
+                raise RunFolderError(f"the run folder {self.path} is inside {key}={folder}: its checkpoints and "
+                                     f"samples would lie among the images the run reads; choose another log.root= "
+                                     f"or --output")
+        missing = missing_folders(self.path)
         try:
             self.path.mkdir(parents=True, exist_ok=True)
         except OSError as e:
@@ -97,19 +105,34 @@ class RunFolder:
             raise
         return self
 
+    def clear_previous(self) -> None:
+        """``--overwrite``: delete the earlier run's files found by :meth:`open` (checkpoints, TensorBoard
+        events, config.yaml; nothing else). The trainer calls it once its data and settings are checked,
+        before it writes anything of its own."""
+        if not self._previous:
+            return
+        for p in self._previous:
+            p.unlink(missing_ok=True)
+        self._previous = []
+        for folder in (self.path / "tb", self.path / "samples"):
+            if folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
+
     def close(self) -> None:
         if self._lock_fd is None:
             return
-        lock = self.path / LOCK_NAME
         try:
-            if self._made_lock and [p.name for p in self.path.iterdir()] == [LOCK_NAME]:
-                lock.unlink()  # while still holding it: no other trainer can be locking this inode now
-                for folder in self._made:
-                    folder.rmdir()  # only empty ones: a folder someone else filled meanwhile stays
+            alone = self._made_lock and [p.name for p in self.path.iterdir()] == [LOCK_NAME]
         except OSError:
-            pass
-        os.close(self._lock_fd)  # releases the flock
+            alone = False
+        # Removed while still held: a trainer that opened it meanwhile sees the inode change and retries.
+        release_lock(self.path, self._lock_fd, remove=alone)
         self._lock_fd = None
+        for folder in self._made if alone else ():
+            try:
+                folder.rmdir()  # only empty ones: a folder someone else filled meanwhile stays
+            except OSError:
+                break
 
     def __enter__(self) -> RunFolder:
         return self.open()
@@ -122,23 +145,16 @@ class RunFolder:
     def _lock(self) -> None:
         if fcntl is None:
             return
-        path = self.path / LOCK_NAME
-        existed = path.exists()
         try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            self._lock_fd, self._made_lock = take_lock(self.path, "trainer")
+        except FolderInUseError as e:
+            raise RunFolderError(f"the run folder {self.path} is in use by another trainer (PID {e.holder}); wait "
+                                 f"for it to finish or stop it, or choose another name=") from e
+        except NotALockError as e:
+            raise RunFolderError(f"{e}; or choose another name=") from e
         except OSError as e:
             raise RunFolderError(f"cannot write in the run folder {self.path}: {_describe_os_error(e)}; "
                                  f"choose another log.root= or name=") from e
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as e:
-            holder = os.read(fd, 64).decode(errors="replace").strip() or "unknown"
-            os.close(fd)
-            raise RunFolderError(f"the run folder {self.path} is in use by another trainer (PID {holder}); wait "
-                                 f"for it to finish or stop it, or choose another name=") from e
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
-        self._lock_fd, self._made_lock = fd, not existed
 
     def _continues_itself(self) -> bool:
         """True when the run resumes from this very folder (or a checkpoint file inside it)."""
@@ -160,23 +176,19 @@ class RunFolder:
             return
         if not self.overwrite:
             what = (f"{len(checkpoints)} checkpoint(s), newest {checkpoints[-1].name}" if checkpoints
-                    else "the logs of an earlier run")
+                    else "the TensorBoard logs of an earlier run" if events else f"a {RUN_FILES[0]}")
             whose = f"another run than {self.resume}" if self.resume else "a run"
             raise RunFolderError(
                 f"{self.path} already holds {whose} ({what}). Resume it with `python train.py --resume {self.path}`, "
-                f"choose another name= (or --output), or pass --overwrite to start afresh (deletes its checkpoints "
-                f"and logs)")
+                f"choose another name= (or --output), or pass --overwrite to start afresh (deletes its checkpoints, "
+                f"TensorBoard logs and {RUN_FILES[0]}, once the new run's data and settings are checked)")
         strays = [p for p in [*checkpoints, *events, *config] if p.is_dir() or p.is_symlink()]
         if strays:  # --overwrite deletes the run's own files, never a folder or a link someone put there
             raise RunFolderError(f"{strays[0]} is a {'link' if strays[0].is_symlink() else 'folder'} where a run "
                                  f"keeps a file; move it away (--overwrite deletes only the run's files)")
-        for p in [*checkpoints, *events, *config]:
-            p.unlink(missing_ok=True)
-        for tmp in (self.path / CKPT_DIR).glob(".step_*.tmp") if (self.path / CKPT_DIR).is_dir() else []:
-            tmp.unlink(missing_ok=True)
-        for folder in (tb, self.path / "samples"):
-            if folder.is_dir() and not any(folder.iterdir()):
-                folder.rmdir()
+        ckpt = self.path / CKPT_DIR
+        partial = list(ckpt.glob(".step_*.tmp")) if ckpt.is_dir() else []  # a killed save's
+        self._previous = [*checkpoints, *events, *config, *partial]
 
     def _check_writable(self) -> None:
         """Write and remove a small probe file: a read-only or full folder fails here, not after hours."""

@@ -152,6 +152,9 @@ class Trainer:
     :meth:`train_step` and optionally :meth:`validate`, :meth:`image_rows`, :meth:`extra_state`."""
 
     method = ""  # the config's ``method`` value this trainer serves
+    # The folders under data.root the run reads images from (CycleGAN: trainA/ ... testB/); empty: all
+    # of data.root (read recursively). A fresh run folder may not lie in one.
+    image_folders: tuple[str, ...] = ()
 
     def __init__(self, cfg: RunConfig, overwrite: bool = False) -> None:
         self.cfg = cfg
@@ -172,8 +175,11 @@ class Trainer:
             warn_once(self.amp_choice.warning.replace("use amp auto or off", "use train.amp=auto or off"))
         seed_everything(cfg.seed + self.rank, cfg.deterministic, self.device)
         self.run_dir = cfg.run_dir
+        root = Path(cfg.data.root)
+        reads = ({f"data.root/{sub}": root / sub for sub in self.image_folders} if self.image_folders
+                 else {"data.root": root})
         self.folder = RunFolder(self.run_dir, resume=cfg.resume, overwrite=overwrite, enabled=self.is_main,
-                                inputs={"data.root": cfg.data.root})
+                                inputs=reads)
         self.folder.open()
         try:
             self._setup()
@@ -204,6 +210,7 @@ class Trainer:
         if cfg.resume:
             self.load(cfg.resume)
         self.window = LossWindow(self.device, self.nonfinite_total)
+        self.folder.clear_previous()  # --overwrite: the earlier run goes only now that this one can start
         self.logger = Logger(self.run_dir, enabled=self.is_main, purge_step=self.step if cfg.resume else None)
         if self.is_main:
             save(cfg, self.run_dir / "config.yaml")

@@ -4,14 +4,18 @@
   half written, nor destroys the previous version of: a temp file in the same folder, then an
   atomic rename; :func:`write_bytes_atomic` the same for bytes, with every byte counted and the
   size on disk checked (images: :func:`data.image_io.save_image` encodes, then calls it).
-* :func:`folder_lock`: one live writer per output folder (``flock`` on ``FOLDER/.lock``), as run
-  folders have one live trainer."""
+* :func:`folder_lock`: one live writer per output folder (``flock`` on ``FOLDER/.lock``, taken by
+  :func:`take_lock`), as run folders have one live trainer.
+* :func:`missing_folders`: what a ``mkdir -p`` would create, so a command that fails early
+  removes only those."""
 
 from __future__ import annotations
 
 import contextlib
 import errno
 import os
+import re
+import stat
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -87,16 +91,100 @@ class FolderInUseError(UserError):
         self.folder, self.holder = folder, holder
 
 
-@contextmanager
-def folder_lock(folder: str | Path, what: str = "process") -> Iterator[None]:
-    """Hold an exclusive ``flock`` on ``folder/.lock`` (created) while the block runs.
+def missing_folders(path: str | Path) -> list[Path]:
+    """The folders ``Path(path).mkdir(parents=True)`` would create, deepest first, as absolute paths
+    with every ``..`` and link resolved: what a command that made them may remove again. Each
+    spelling is judged by the folder it names (``out/new/..`` is ``out``, which exists: only
+    ``out/new`` is new), never by its text."""
+    found: list[Path] = []
+    for p in [Path(path), *Path(path).parents]:
+        real = p.resolve()
+        if not real.exists() and real not in found:
+            found.append(real)
+    return found
+
+
+class NotALockError(UserError):
+    """``FOLDER/.lock`` is something this project did not write: a link, a folder, or a file with
+    other content. It is left as it is."""
+
+
+def _open_lock(path: Path) -> tuple[int, bool]:
+    """Open (creating it when absent) the lock file ``path`` without following a link;
+    returns (fd, created)."""
+    nofollow = getattr(os, "O_NOFOLLOW", 0)
+    while True:
+        try:
+            return os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | nofollow, 0o644), True
+        except FileExistsError:
+            pass
+        try:
+            fd = os.open(path, os.O_RDWR | nofollow)
+        except FileNotFoundError:
+            continue  # its holder removed it between the two opens: create it
+        except OSError as e:
+            if e.errno in (errno.ELOOP, errno.EISDIR, errno.ENXIO):
+                raise NotALockError(f"{path} is a {'folder' if path.is_dir() else 'link or special file'}, not a "
+                                    f"lock file; move it away (the folder's lock is a file of that name)") from e
+            raise
+        return fd, False
+
+
+def take_lock(folder: str | Path, what: str = "process") -> tuple[int, bool]:
+    """Hold an exclusive ``flock`` on ``folder/.lock`` (created when absent); returns (fd, created).
 
     The operating system releases it when the process ends, however it ends (SIGKILL included), so no
     stale lock is left; a second process stops at once with :class:`FolderInUseError` naming the
-    holder's PID. The lock file is removed on release (not after a kill: then the next holder
-    takes it over and removes it). Re-entrant within one process (a command that locks its output folder may call
-    a helper that locks it again). The folder must exist. Raises OSError when the lock file cannot
-    be created (read-only folder)."""
+    holder's PID. The file is never a link followed, a folder, or someone's file overwritten: those
+    are a :class:`NotALockError`. A holder that removes the file while holding it (see
+    :func:`release_lock`) makes a newcomer that had opened the old one retry on the current file.
+    Raises OSError when the lock file cannot be created (read-only folder)."""
+    path = Path(folder) / LOCK_NAME
+    while True:
+        fd, created = _open_lock(path)
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise NotALockError(f"{path} is not a regular file, so not a lock file; move it away")
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as e:
+                holder = os.read(fd, 64).decode(errors="replace").strip() or "unknown"
+                raise FolderInUseError(Path(folder), holder, what) from e
+            content = os.read(fd, 65)
+            if not re.fullmatch(rb"\d{0,20}\n?", content):  # a lock file holds its last holder's PID, or nothing
+                raise NotALockError(f"{path} is a file that is not a lock file (it holds something else than a "
+                                    f"process ID); move it away: it is left untouched")
+            try:
+                same = os.stat(path).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                same = False
+        except BaseException:
+            os.close(fd)
+            raise
+        if same:
+            break
+        os.close(fd)
+    os.ftruncate(fd, 0)
+    os.lseek(fd, 0, os.SEEK_SET)
+    os.write(fd, f"{os.getpid()}\n".encode())
+    return fd, created
+
+
+def release_lock(folder: str | Path, fd: int, remove: bool = True) -> None:
+    """Release a lock :func:`take_lock` returned; ``remove``: unlink the file first, while it is still
+    held (a newcomer that opened it sees the inode change and retries), so nothing of ours is left."""
+    if remove:
+        with contextlib.suppress(OSError):
+            os.unlink(Path(folder) / LOCK_NAME)
+    os.close(fd)  # releases the flock
+
+
+@contextmanager
+def folder_lock(folder: str | Path, what: str = "process") -> Iterator[None]:
+    """Hold the folder's lock (:func:`take_lock`) while the block runs, and remove the lock file on
+    release (not after a kill: then the next holder takes it over and removes it). Re-entrant
+    within one process (a command that locks its output folder may call a helper that locks it
+    again). The folder must exist."""
     path = Path(folder) / LOCK_NAME
     key = str(path.resolve())
     with _held_guard:
@@ -115,23 +203,7 @@ def folder_lock(folder: str | Path, what: str = "process") -> Iterator[None]:
     if fcntl is None:
         yield
         return
-    while True:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as e:
-            holder = os.read(fd, 64).decode(errors="replace").strip() or "unknown"
-            os.close(fd)
-            raise FolderInUseError(Path(folder), holder, what) from e
-        try:  # the holder before us may have removed the file after we opened it: lock the current one
-            same = os.stat(path).st_ino == os.fstat(fd).st_ino
-        except FileNotFoundError:
-            same = False
-        if same:
-            break
-        os.close(fd)
-    os.ftruncate(fd, 0)
-    os.write(fd, f"{os.getpid()}\n".encode())
+    fd, _ = take_lock(folder, what)
     with _held_guard:
         _held[key] = [fd, 1]
     try:
@@ -139,8 +211,4 @@ def folder_lock(folder: str | Path, what: str = "process") -> Iterator[None]:
     finally:
         with _held_guard:
             del _held[key]
-        # Removed while still held (a newcomer that opened it sees the inode change and retries), so a
-        # finished run leaves no file of its own behind; after a SIGKILL the file stays, unlocked.
-        with contextlib.suppress(OSError):
-            os.unlink(path)
-        os.close(fd)  # releases the flock
+        release_lock(folder, fd)
