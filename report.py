@@ -26,7 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from contextlib import ExitStack
+from contextlib import ExitStack, suppress
 from pathlib import Path
 
 from options import cli
@@ -76,18 +76,27 @@ def write_marker(out: Path) -> None:
         write_text_atomic(out / REPORT_MARKER, json.dumps({"written_by": "report.py", "version": 1}) + "\n")
 
 
-def unclaim(out: Path, made: list[Path], before: set[str]) -> None:
-    """A report that failed before writing anything but the marker it wrote leaves the folder as it
-    found it (``before``: the names it held): the marker goes, and so do the folders it made
-    (``made``, deepest first) while they are empty. Else a later report without --overwrite would
-    take a folder of someone's files for an earlier report."""
-    try:
-        if {p.name for p in out.iterdir()} - {REPORT_MARKER} <= before:
-            (out / REPORT_MARKER).unlink()
-            for folder in made:
-                folder.rmdir()
-    except OSError:
-        pass
+def unclaim(out: Path, before: set[str]):
+    """An exit callback for the report's ExitStack, run while the folder's lock is still held: a report
+    that failed before writing anything but the marker it wrote leaves the folder as it found it
+    (``before``: the names it held once locked), so a later report without --overwrite does not take
+    a folder of someone's files for an earlier report."""
+    def on_exit(kind, *_) -> bool:
+        if kind is not None:
+            with suppress(OSError):
+                if {p.name for p in out.iterdir()} - {REPORT_MARKER} <= before:
+                    (out / REPORT_MARKER).unlink()
+        return False
+    return on_exit
+
+
+def remove_empty(made: list[Path]) -> None:
+    """Remove the folders the report made (``made``, deepest first) while they are empty."""
+    for folder in made:
+        try:
+            folder.rmdir()
+        except OSError:
+            return
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -112,13 +121,13 @@ def main(argv: list[str] | None = None) -> int:
         # read back as real images by the next run.
         check_output_folder(out, [Path(p) for p in (cfg.dataset, cfg.input, cfg.ground_truth, cfg.reference) if p])
         made = missing_folders(out)  # deepest first
-        claims = not _is_report_folder(out)
-        before = {p.name for p in out.iterdir()} if out.is_dir() else set()
         try:
             with ExitStack() as stack:  # one writer per report folder, for the whole report
                 try:
                     out.mkdir(parents=True, exist_ok=True)
                     stack.enter_context(folder_lock(out, "report.py"))
+                    if not _is_report_folder(out):
+                        stack.push(unclaim(out, {p.name for p in out.iterdir()}))
                     (out / ".probe").write_bytes(b"")
                     (out / ".probe").unlink()
                     write_marker(out)
@@ -135,8 +144,7 @@ def main(argv: list[str] | None = None) -> int:
                     raise UserError(f"cannot write the report into {out}: {e.strerror or e} (read-only or full?); "
                                     f"the method outputs in {out / 'outputs'} are kept and a rerun reuses them") from e
         except BaseException:
-            if claims:
-                unclaim(out, made, before)
+            remove_empty(made)
             raise
         print("\n".join(summary_lines(result)))
         print(f"report: {out / 'index.html'}, {out / 'grid.png'}, {out / 'metrics.md'} ({data.seconds_total:.0f} s)")

@@ -13,8 +13,11 @@ from conftest import TINY
 from helpers import sha
 
 import train
+from data.download import _make_dirs
+from training import run_dir
 from training.run_dir import RunFolder, RunFolderError
 from utils.checkpoint import list_checkpoints
+from utils.files import missing_folders, take_lock
 
 
 def _args(tiny_dataset: Path, root: Path, *extra: str) -> list[str]:
@@ -142,6 +145,31 @@ def test_a_spelled_path_never_removes_a_folder_that_was_there(tmp_path: Path, ca
     assert train.main([*_args(tmp_path / "nope", tmp_path), "--output", str(tmp_path / "u/b/../c")]) == 2
     capsys.readouterr()
     assert (tmp_path / "u" / "c").is_dir() and sorted(p.name for p in (tmp_path / "u").iterdir()) == ["c"]
+    # nothing there: x/y/../z makes x, x/y and x/z, and removes all three (deepest first, x last)
+    assert missing_folders(tmp_path / "x/y/../z") == [tmp_path / "x/z", tmp_path / "x/y", tmp_path / "x"]
+    assert train.main([*_args(tmp_path / "nope", tmp_path), "--output", str(tmp_path / "x/y/../z")]) == 2
+    capsys.readouterr()
+    assert not (tmp_path / "x").exists()
+    created: list[Path] = []
+    _make_dirs(tmp_path / "d/e/../f", created)  # data.download's mkdir -p: outermost first
+    assert created == [tmp_path / "d", tmp_path / "d/e", tmp_path / "d/f"] and (tmp_path / "d/f").is_dir()
+
+
+@pytest.mark.skipif(os.name != "posix", reason="flock")
+def test_a_new_folders_lock_is_removed_whoever_created_the_file(tmp_path: Path, monkeypatch) -> None:
+    """Two trainers racing for a new folder: the one that takes the lock may not be the one that
+    created the file; the folder is still its own, and it leaves nothing. A lock that cannot be
+    taken at all (an OSError) also removes the folders made for it."""
+    monkeypatch.setattr(run_dir, "take_lock", lambda folder, what: (take_lock(folder, what)[0], False))
+    RunFolder(tmp_path / "new" / "run").open().close()
+    assert list(tmp_path.iterdir()) == []
+
+    def refuse(folder, what):
+        raise PermissionError(errno.EACCES, "Permission denied")
+    monkeypatch.setattr(run_dir, "take_lock", refuse)
+    with pytest.raises(RunFolderError, match="cannot write in the run folder"):
+        RunFolder(tmp_path / "new" / "run").open()
+    assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.skipif(os.name != "posix", reason="flock")

@@ -91,8 +91,8 @@ class RunFolder:
         if not self.path.is_dir():
             raise RunFolderError(f"{self.path} is a file, not a folder; choose another log.root= or name=")
         self._made = missing
-        self._lock()
         try:
+            self._lock()
             config = self.path / RUN_FILES[0]
             if config.is_dir():
                 raise RunFolderError(f"{config} is a folder where the run writes its config file; move it away or "
@@ -119,20 +119,25 @@ class RunFolder:
                 folder.rmdir()
 
     def close(self) -> None:
-        if self._lock_fd is None:
-            return
-        try:
-            alone = self._made_lock and [p.name for p in self.path.iterdir()] == [LOCK_NAME]
-        except OSError:
-            alone = False
-        # Removed while still held: a trainer that opened it meanwhile sees the inode change and retries.
-        release_lock(self.path, self._lock_fd, remove=alone)
-        self._lock_fd = None
-        for folder in self._made if alone else ():
+        if self._lock_fd is not None:
+            # The lock file is ours when we created it or the folder it is in (a trainer that lost the
+            # race to take a new folder's lock may have created the file).
+            ours = self._made_lock or self.path.resolve() in self._made
+            try:
+                alone = ours and [p.name for p in self.path.iterdir()] == [LOCK_NAME]
+            except OSError:
+                alone = False
+            # Removed while still held: a trainer that opened it meanwhile sees the inode change and retries.
+            release_lock(self.path, self._lock_fd, remove=alone)
+            self._lock_fd = None
+            if not alone:
+                self._made = []
+        for folder in self._made:
             try:
                 folder.rmdir()  # only empty ones: a folder someone else filled meanwhile stays
             except OSError:
                 break
+        self._made = []
 
     def __enter__(self) -> RunFolder:
         return self.open()

@@ -101,7 +101,7 @@ def missing_folders(path: str | Path) -> list[Path]:
         real = p.resolve()
         if not real.exists() and real not in found:
             found.append(real)
-    return found
+    return sorted(found, key=lambda p: len(p.parts), reverse=True)  # u/b/../c visits u before u/b
 
 
 class NotALockError(UserError):
@@ -124,7 +124,8 @@ def _open_lock(path: Path) -> tuple[int, bool]:
             continue  # its holder removed it between the two opens: create it
         except OSError as e:
             if e.errno in (errno.ELOOP, errno.EISDIR, errno.ENXIO):
-                raise NotALockError(f"{path} is a {'folder' if path.is_dir() else 'link or special file'}, not a "
+                kind = "link" if path.is_symlink() else "folder" if path.is_dir() else "special file"
+                raise NotALockError(f"{path} is a {kind}, not a "
                                     f"lock file; move it away (the folder's lock is a file of that name)") from e
             raise
         return fd, False
@@ -164,9 +165,13 @@ def take_lock(folder: str | Path, what: str = "process") -> tuple[int, bool]:
         if same:
             break
         os.close(fd)
-    os.ftruncate(fd, 0)
-    os.lseek(fd, 0, os.SEEK_SET)
-    os.write(fd, f"{os.getpid()}\n".encode())
+    try:
+        os.ftruncate(fd, 0)
+        os.lseek(fd, 0, os.SEEK_SET)
+        os.write(fd, f"{os.getpid()}\n".encode())
+    except BaseException:
+        os.close(fd)
+        raise
     return fd, created
 
 
