@@ -129,7 +129,8 @@ def test_a_report_output_spelled_with_dotdot_is_the_folder_it_names(tiny_dataset
     config = _report_config(tmp_path, tiny_dataset)
     assert report_cli.main(["--config", str(config), "--output", str(theirs / "new" / "..")]) == 2
     assert "--overwrite" in capsys.readouterr().err
-    assert sorted(p.name for p in theirs.iterdir()) == ["index.html"] and (theirs / "index.html").read_text() == "my page"
+    assert sorted(p.name for p in theirs.iterdir()) == ["index.html"]
+    assert (theirs / "index.html").read_text() == "my page"
 
 
 @pytest.mark.skipif(os.name != "posix", reason="flock")
