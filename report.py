@@ -33,7 +33,7 @@ from options import cli
 from options.config import load, to_yaml
 from options.report import ReportConfig
 from utils.errors import UserError
-from utils.files import folder_lock, missing_folders, write_text_atomic
+from utils.files import folder_lock, missing_folders, remove_empty_folders, write_text_atomic
 
 # report.py's own marker: written (before any output) into every folder the report writes, so only
 # such a folder counts as an earlier report; a metrics.json of anyone else's does not.
@@ -90,15 +90,6 @@ def unclaim(out: Path, before: set[str]):
     return on_exit
 
 
-def remove_empty(made: list[Path]) -> None:
-    """Remove the folders the report made (``made``, deepest first) while they are empty."""
-    for folder in made:
-        try:
-            folder.rmdir()
-        except OSError:
-            return
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
 
@@ -144,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
                     raise UserError(f"cannot write the report into {out}: {e.strerror or e} (read-only or full?); "
                                     f"the method outputs in {out / 'outputs'} are kept and a rerun reuses them") from e
         except BaseException:
-            remove_empty(made)
+            remove_empty_folders(made)
             raise
         print("\n".join(summary_lines(result)))
         print(f"report: {out / 'index.html'}, {out / 'grid.png'}, {out / 'metrics.md'} ({data.seconds_total:.0f} s)")

@@ -68,7 +68,7 @@ from data.catalogue import (
     Entry,
     listing,
 )
-from utils.files import missing_folders
+from utils.files import missing_folders, remove_empty_folders
 
 LAYOUT = ("trainA", "trainB", "testA", "testB")
 TEST_ONLY = {"ae_photos"}  # photos to try the style_* generators on: a test split only, so testA/ or testB/ will do
@@ -110,11 +110,7 @@ def _make_dirs(folder: Path, created: list[Path]) -> None:
 
 
 def _remove_dirs(created: list[Path]) -> None:
-    for p in reversed(created):
-        try:
-            p.rmdir()  # only if empty: never removes anything that someone else put there meanwhile
-        except OSError:
-            pass
+    remove_empty_folders(created[::-1])  # only empty ones: never anything someone else put there meanwhile
 
 
 def _describe(e: BaseException, url: str, dst: Path, timeout: float, local: bool) -> str:

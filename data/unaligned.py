@@ -21,6 +21,8 @@ from data.image_io import BadImageError, list_images, load_rgb, pil_to_uint8
 from data.transforms import Transform
 from utils.errors import DatasetError
 
+LAYOUT = ("trainA", "trainB", "testA", "testB")  # the monet2photo layout: the folders a dataset holds
+
 
 def check_dataset_root(root: Path, demo_config: str) -> None:
     """A two-domain dataset folder must exist with trainA/ trainB/ testA/ testB/ (the monet2photo

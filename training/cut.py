@@ -38,7 +38,7 @@ from torch.utils.data import Dataset
 
 from data.demo import DemoSpec
 from data.transforms import Transform, split_train_val
-from data.unaligned import UnalignedDataset, check_dataset_root, image_folder
+from data.unaligned import LAYOUT, UnalignedDataset, check_dataset_root, image_folder
 from models.cut import PatchSampleF, build_discriminator, build_generator, nce_channels, nce_loss
 from models.gan_networks import discriminator_loss, gan_loss
 from models.terms import Terms
@@ -105,7 +105,7 @@ class CUTTrainer(Trainer):
     method = "cut"
     cfg: CUTConfig
     progress_keys = ("G_GAN", "NCE", "NCE_Y", "D")
-    image_folders = ("trainA", "trainB", "testA", "testB")
+    image_folders = LAYOUT
 
     # ------------------------------------------------------------------------------- building
 

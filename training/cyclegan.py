@@ -36,7 +36,7 @@ from torch.utils.data import Dataset
 
 from data.demo import DemoSpec
 from data.transforms import Transform, split_train_val
-from data.unaligned import UnalignedDataset, check_dataset_root, image_folder
+from data.unaligned import LAYOUT, UnalignedDataset, check_dataset_root, image_folder
 from models.cyclegan import (
     CycleWeights,
     DiscriminatorLosses,
@@ -57,7 +57,7 @@ class CycleGANTrainer(Trainer):
     method = "cyclegan"
     cfg: CycleGANConfig
     progress_keys = ("G_A", "G_B", "cycle_A", "cycle_B", "D_A", "D_B")
-    image_folders = ("trainA", "trainB", "testA", "testB")
+    image_folders = LAYOUT
 
     # ------------------------------------------------------------------------------- building
 

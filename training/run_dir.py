@@ -31,7 +31,15 @@ from pathlib import Path
 
 from utils.checkpoint import CKPT_DIR, list_checkpoints, run_folder_of
 from utils.errors import UserError
-from utils.files import LOCK_NAME, FolderInUseError, NotALockError, missing_folders, release_lock, take_lock
+from utils.files import (
+    LOCK_NAME,
+    FolderInUseError,
+    NotALockError,
+    missing_folders,
+    release_lock,
+    remove_empty_folders,
+    take_lock,
+)
 
 try:
     import fcntl
@@ -76,8 +84,8 @@ class RunFolder:
     def open(self) -> RunFolder:
         if not self.enabled:
             return self
-        here = self.path.resolve()
-        for key, folder in self.inputs.items() if not self._continues_itself() else ():
+        here, itself = self.path.resolve(), self._continues_itself()
+        for key, folder in self.inputs.items() if not itself else ():
             if here == folder.resolve() or here.is_relative_to(folder.resolve()):
                 raise RunFolderError(f"the run folder {self.path} is inside {key}={folder}: its checkpoints and "
                                      f"samples would lie among the images the run reads; choose another log.root= "
@@ -97,7 +105,7 @@ class RunFolder:
             if config.is_dir():
                 raise RunFolderError(f"{config} is a folder where the run writes its config file; move it away or "
                                      f"choose another name=")
-            if not self._continues_itself():
+            if not itself:
                 self._check_fresh()
             self._check_writable()
         except BaseException:
@@ -132,11 +140,7 @@ class RunFolder:
             self._lock_fd = None
             if not alone:
                 self._made = []
-        for folder in self._made:
-            try:
-                folder.rmdir()  # only empty ones: a folder someone else filled meanwhile stays
-            except OSError:
-                break
+        remove_empty_folders(self._made)
         self._made = []
 
     def __enter__(self) -> RunFolder:

@@ -104,6 +104,17 @@ def missing_folders(path: str | Path) -> list[Path]:
     return sorted(found, key=lambda p: len(p.parts), reverse=True)  # u/b/../c visits u before u/b
 
 
+def remove_empty_folders(made: list[Path]) -> None:
+    """Remove the folders a command made (``made``, deepest first, as :func:`missing_folders` lists
+    them) while they are empty, stopping at the first that is not: a folder someone else filled
+    meanwhile stays, and so do the folders above it."""
+    for folder in made:
+        try:
+            folder.rmdir()
+        except OSError:
+            return
+
+
 class NotALockError(UserError):
     """``FOLDER/.lock`` is something this project did not write: a link, a folder, or a file with
     other content. It is left as it is."""
